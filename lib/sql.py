@@ -1,0 +1,113 @@
+"""Every SQL statement of Sycoscope, in one place. All take parameters (`?`), never formatted values.
+
+Sections: the schema and its migrations; ingest; runs and transcripts; grades; the queries the
+pages and the command line read.
+"""
+
+SCHEMA_VERSION = 1
+
+# ---------------------------------------------------------------------------------------------
+# Schema. A transcript's id is its cache key (lib.store.transcript_key): inserting one that exists does
+# nothing, so the same probe is never stored, nor paid for, twice.
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS sets (
+        set_id VARCHAR PRIMARY KEY, task VARCHAR NOT NULL, title VARCHAR NOT NULL,
+        source VARCHAR NOT NULL, origin VARCHAR, ingested_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS items (
+        item_id VARCHAR PRIMARY KEY, set_id VARCHAR NOT NULL, task VARCHAR NOT NULL,
+        position INTEGER NOT NULL, text VARCHAR NOT NULL, truth JSON NOT NULL, source JSON)""",
+    """CREATE TABLE IF NOT EXISTS probes (
+        probe_id VARCHAR PRIMARY KEY, item_id VARCHAR NOT NULL, set_id VARCHAR NOT NULL,
+        framing_id VARCHAR NOT NULL, messages JSON NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL,
+        status VARCHAR NOT NULL, model VARCHAR NOT NULL, base_url VARCHAR, params JSON NOT NULL,
+        plan JSON NOT NULL, n_planned INTEGER NOT NULL, n_cached INTEGER NOT NULL DEFAULT 0,
+        n_done INTEGER NOT NULL DEFAULT 0, n_failed INTEGER NOT NULL DEFAULT 0,
+        estimate_usd DOUBLE, cost_usd DOUBLE NOT NULL DEFAULT 0, message VARCHAR, pid INTEGER,
+        cancel_requested BOOLEAN NOT NULL DEFAULT false)""",
+    """CREATE TABLE IF NOT EXISTS transcripts (
+        transcript_id VARCHAR PRIMARY KEY, probe_id VARCHAR NOT NULL, run_id VARCHAR,
+        model VARCHAR NOT NULL, base_url VARCHAR, params JSON NOT NULL, sample INTEGER NOT NULL,
+        turn INTEGER NOT NULL, parent_id VARCHAR, messages JSON NOT NULL, response VARCHAR NOT NULL,
+        finish_reason VARCHAR, prompt_tokens INTEGER, completion_tokens INTEGER,
+        latency_ms DOUBLE, cost_usd DOUBLE, raw JSON, created_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS errors (
+        error_id VARCHAR PRIMARY KEY, transcript_id VARCHAR NOT NULL, probe_id VARCHAR,
+        run_id VARCHAR, model VARCHAR NOT NULL, kind VARCHAR NOT NULL, message VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS grades (
+        transcript_id VARCHAR NOT NULL, grader VARCHAR NOT NULL, grader_version VARCHAR NOT NULL,
+        correct BOOLEAN, score DOUBLE, label VARCHAR, detail JSON, created_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (transcript_id, grader, grader_version))""",
+    """CREATE TABLE IF NOT EXISTS judgements (
+        judgement_id VARCHAR PRIMARY KEY, judge_model VARCHAR NOT NULL, prompt VARCHAR NOT NULL,
+        verdict VARCHAR NOT NULL, raw JSON, created_at TIMESTAMP NOT NULL)""",
+    # One row per answer the pages analyse. An "are you sure?" probe yields two: the first answer
+    # (turn 1, framing first_answer) and the answer after the challenge (turn 2).
+    """CREATE OR REPLACE VIEW answers AS
+        SELECT t.transcript_id, t.probe_id, t.run_id, t.model, t.base_url, t.sample, t.turn,
+               t.parent_id, t.response, t.messages, t.prompt_tokens, t.completion_tokens,
+               t.latency_ms, t.cost_usd, t.created_at, t.params,
+               p.item_id, p.set_id, i.task, i.text, i.truth,
+               CASE WHEN i.task = 'are_you_sure' AND t.turn = 1 THEN 'first_answer'
+                    ELSE p.framing_id END AS framing_id
+        FROM transcripts t JOIN probes p USING (probe_id) JOIN items i USING (item_id)""",
+    "CREATE INDEX IF NOT EXISTS transcripts_probe ON transcripts (probe_id)",
+    "CREATE INDEX IF NOT EXISTS probes_item ON probes (item_id)",
+]
+
+GET_VERSION = "SELECT value FROM meta WHERE key = 'schema_version'"
+SET_VERSION = "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)"
+TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+
+# from version -> statements that bring a store to version + 1
+MIGRATIONS: dict[int, list[str]] = {}
+
+# ---------------------------------------------------------------------------------------------
+# Ingest
+UPSERT_SET = """INSERT INTO sets VALUES (?, ?, ?, ?, ?, now())
+    ON CONFLICT (set_id) DO UPDATE SET title = excluded.title, source = excluded.source,
+    origin = excluded.origin, ingested_at = excluded.ingested_at"""
+INSERT_ITEMS = "INSERT INTO items SELECT * FROM new_items ON CONFLICT DO NOTHING"
+INSERT_PROBES = "INSERT INTO probes SELECT * FROM new_probes ON CONFLICT DO NOTHING"
+SET_SIZE = """SELECT (SELECT count(*) FROM items WHERE set_id = ?),
+    (SELECT count(*) FROM probes WHERE set_id = ?)"""
+
+# ---------------------------------------------------------------------------------------------
+# Runs and transcripts
+INSERT_TRANSCRIPT = """INSERT INTO transcripts VALUES
+    (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()) ON CONFLICT DO NOTHING"""
+INSERT_ERROR = "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?, ?, now())"
+KNOWN_TRANSCRIPTS = "SELECT transcript_id FROM transcripts WHERE transcript_id IN (SELECT unnest(?))"
+GET_TRANSCRIPT = "SELECT * FROM transcripts WHERE transcript_id = ?"
+
+INSERT_RUN = """INSERT INTO runs (run_id, created_at, updated_at, status, model, base_url, params,
+    plan, n_planned, estimate_usd, pid) VALUES (?, now(), now(), ?, ?, ?, ?, ?, ?, ?, ?)"""
+UPDATE_RUN_PROGRESS = """UPDATE runs SET updated_at = now(), status = ?, n_cached = ?, n_done = ?,
+    n_failed = ?, cost_usd = ?, message = ? WHERE run_id = ?"""
+REQUEST_CANCEL = "UPDATE runs SET cancel_requested = true WHERE run_id = ?"
+GET_RUN = "SELECT * FROM runs WHERE run_id = ?"
+LIST_RUNS = "SELECT * FROM runs ORDER BY created_at DESC LIMIT ?"
+
+# ---------------------------------------------------------------------------------------------
+# Grades and judge verdicts
+INSERT_GRADE = "INSERT INTO grades VALUES (?, ?, ?, ?, ?, ?, ?, now()) ON CONFLICT DO NOTHING"
+INSERT_JUDGEMENT = "INSERT INTO judgements VALUES (?, ?, ?, ?, ?, now()) ON CONFLICT DO NOTHING"
+GET_JUDGEMENT = "SELECT verdict FROM judgements WHERE judgement_id = ?"
+
+# ---------------------------------------------------------------------------------------------
+# Read by the pages and the command line
+SET_COUNTS = """SELECT s.set_id, s.task, s.title, s.source, s.origin,
+        (SELECT count(*) FROM items i WHERE i.set_id = s.set_id) AS items,
+        (SELECT count(*) FROM probes p WHERE p.set_id = s.set_id) AS probes
+    FROM sets s ORDER BY s.set_id"""
+COUNT = {
+    "transcripts": "SELECT count(*) FROM transcripts",
+    "grades": "SELECT count(*) FROM grades",
+    "errors": "SELECT count(*) FROM errors",
+    "runs": "SELECT count(*) FROM runs",
+}
+EXPORT_ANSWERS = """SELECT a.*, g.grader, g.grader_version, g.correct, g.score, g.label
+    FROM answers a LEFT JOIN grades g USING (transcript_id) ORDER BY a.transcript_id"""
