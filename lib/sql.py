@@ -81,12 +81,22 @@ INSERT_TRANSCRIPT = """INSERT INTO transcripts VALUES
     (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()) ON CONFLICT DO NOTHING"""
 INSERT_ERROR = "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?, ?, now())"
 KNOWN_TRANSCRIPTS = "SELECT transcript_id FROM transcripts WHERE transcript_id IN (SELECT unnest(?))"
-GET_TRANSCRIPT = "SELECT * FROM transcripts WHERE transcript_id = ?"
+GET_RESPONSE = "SELECT response FROM transcripts WHERE transcript_id = ?"
+
+SET_TASKS = "SELECT set_id, task FROM sets WHERE list_contains(?, set_id)"
+PLAN_PROBES = """SELECT p.probe_id, p.framing_id, p.messages
+    FROM probes p JOIN items i USING (item_id)
+    WHERE list_contains(?, p.set_id) AND list_contains(?, p.framing_id) AND i.position < ?
+    ORDER BY p.set_id, i.position, p.framing_id"""
+KNOWN_FOR_MODEL = """SELECT transcript_id, parent_id FROM transcripts
+    WHERE model = ? AND base_url IS NOT DISTINCT FROM ?"""
 
 INSERT_RUN = """INSERT INTO runs (run_id, created_at, updated_at, status, model, base_url, params,
     plan, n_planned, estimate_usd, pid) VALUES (?, now(), now(), ?, ?, ?, ?, ?, ?, ?, ?)"""
 UPDATE_RUN_PROGRESS = """UPDATE runs SET updated_at = now(), status = ?, n_cached = ?, n_done = ?,
     n_failed = ?, cost_usd = ?, message = ? WHERE run_id = ?"""
+FINISH_RUN = "UPDATE runs SET updated_at = now(), status = ?, message = ? WHERE run_id = ?"
+CANCEL_REQUESTED = "SELECT cancel_requested FROM runs WHERE run_id = ?"
 REQUEST_CANCEL = "UPDATE runs SET cancel_requested = true WHERE run_id = ?"
 GET_RUN = "SELECT * FROM runs WHERE run_id = ?"
 LIST_RUNS = "SELECT * FROM runs ORDER BY created_at DESC LIMIT ?"
