@@ -1,0 +1,28 @@
+# The two set-up commands: `make run` (install, then the dashboard) and `make test` (install, then every test).
+PYTHON ?= python3
+PORT ?= 8501
+STAMP := data/.installed
+
+.PHONY: run test install install-test bench lint
+
+run: install
+	$(PYTHON) -m streamlit run app.py --server.port $(PORT)
+
+test: install-test
+	$(PYTHON) -m pytest -q
+
+# pip skips what is already installed; the stamp only saves the time of asking again.
+install: $(STAMP)
+$(STAMP): requirements.txt
+	$(PYTHON) -m pip install -q -r requirements.txt
+	@mkdir -p data && touch $@
+
+install-test: install
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core)
+	$(PYTHON) -m pip install -q -r requirements-dev.txt
+
+bench: install-test
+	$(PYTHON) bench/run_all.py
+
+lint:
+	ruff check . && ruff format --check .
