@@ -1,0 +1,35 @@
+"""The bundled model's server process: llama-cpp-python's OpenAI-compatible server
+(`python -m llama_cpp.server`, same arguments), which also ends when the process that started it ends.
+
+Its parent holds the write end of this process's stdin and never writes: end of file on stdin means
+the parent has closed it or died, however it died (even SIGKILL), so the server exits. (PR_SET_PDEATHSIG
+would fire when the parent *thread* that started us exits, and Streamlit starts work in short-lived
+threads.) Run as a script by lib.providers.bundled; it imports nothing from Sycoscope.
+"""
+
+import os
+import runpy
+import sys
+import threading
+
+
+def _exit_when_parent_goes() -> None:
+    sys.stdin.buffer.read()
+    os._exit(0)
+
+
+def main() -> None:
+    from llama_cpp.server.settings import Settings
+
+    # The server's settings also read environment variables named like its fields (PORT, MODEL,
+    # API_KEY, N_CTX...); only the command line may configure it.
+    for name in list(os.environ):
+        if name.lower() in Settings.model_fields or name in ("HOST", "PORT", "CONFIG_FILE"):
+            del os.environ[name]
+    threading.Thread(target=_exit_when_parent_goes, daemon=True).start()
+    sys.argv = ["llama_cpp.server", *sys.argv[1:]]
+    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
