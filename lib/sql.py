@@ -106,6 +106,17 @@ LIST_RUNS = "SELECT * FROM runs ORDER BY created_at DESC LIMIT ?"
 INSERT_GRADE = "INSERT INTO grades VALUES (?, ?, ?, ?, ?, ?, ?, now()) ON CONFLICT DO NOTHING"
 INSERT_JUDGEMENT = "INSERT INTO judgements VALUES (?, ?, ?, ?, ?, now()) ON CONFLICT DO NOTHING"
 GET_JUDGEMENT = "SELECT verdict FROM judgements WHERE judgement_id = ?"
+# Grades of current versions only: the parameter is lib.grading.current_graders(judge), a list of
+# "grader@version" strings.
+GRADE_STATUS = """SELECT a.transcript_id, a.task, a.turn, a.framing_id, a.truth,
+        (SELECT list(g.grader) FROM grades g WHERE g.transcript_id = a.transcript_id
+            AND g.grader || '@' || g.grader_version IN (SELECT unnest(?))) AS done
+    FROM answers a"""
+_GRADING_FIELDS = """transcript_id, parent_id, model, base_url, params::VARCHAR AS params, item_id, set_id,
+    task, framing_id, sample, turn, text, truth, messages, response"""
+ANSWERS_TO_GRADE = f"SELECT {_GRADING_FIELDS} FROM answers WHERE transcript_id IN (SELECT unnest(?))"
+ANSWERS_OF_ITEMS = f"""SELECT {_GRADING_FIELDS} FROM answers
+    WHERE framing_id = ? AND item_id IN (SELECT unnest(?))"""
 
 # ---------------------------------------------------------------------------------------------
 # Read by the pages and the command line
