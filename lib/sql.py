@@ -132,3 +132,87 @@ COUNT = {
 }
 EXPORT_ANSWERS = """SELECT a.*, g.grader, g.grader_version, g.correct, g.score, g.label
     FROM answers a LEFT JOIN grades g USING (transcript_id) ORDER BY a.transcript_id"""
+# to a file: parameters are the path and the format ("parquet", "csv" or "json", one object a line)
+EXPORT_ANSWERS_TO = f"COPY ({EXPORT_ANSWERS}) TO ? (FORMAT ?)"
+
+# -- The dashboard (lib/browse.py). These use named parameters ($name): each optional filter is
+# written once as "$x IS NULL OR column = $x". Every one filters, aggregates or LIMITs, so no page
+# reads a whole table. $graders is the list of current "grader@version" strings: only their grades
+# count; a transcript's grade is the verdict of all of them (correct only if none says incorrect).
+DATA_VERSION = """SELECT (SELECT count(*) FROM transcripts), (SELECT max(created_at) FROM transcripts),
+    (SELECT count(*) FROM grades), (SELECT max(created_at) FROM grades),
+    (SELECT count(*) FROM items), (SELECT max(ingested_at) FROM sets)"""
+MODELS = "SELECT DISTINCT model FROM transcripts ORDER BY model"
+MODELS_OF_SET = """SELECT DISTINCT t.model FROM transcripts t JOIN probes p USING (probe_id)
+    WHERE p.set_id = $set_id ORDER BY t.model"""
+_CURRENT_GRADE = """SELECT transcript_id, bool_and(correct) AS correct,
+        string_agg(grader || ': ' || coalesce(label, CASE WHEN correct THEN 'correct'
+            WHEN NOT correct THEN 'incorrect' ELSE '-' END), '; ' ORDER BY grader) AS grade
+    FROM grades WHERE list_contains($graders::VARCHAR[], grader || '@' || grader_version)
+    GROUP BY transcript_id"""
+# Answers under the filters, each with its grade and, for a framed answer, its baseline's grade
+# (the baseline answer of the same item, model, server, parameters and sample).
+_BROWSE = f"""WITH g AS ({_CURRENT_GRADE}),
+    a AS (SELECT * FROM answers a WHERE ($model IS NULL OR a.model = $model)
+        AND ($set_id IS NULL OR a.set_id = $set_id)),
+    rows AS (
+    SELECT a.transcript_id, a.model, a.set_id, a.item_id, i.position, a.framing_id, a.sample, a.turn,
+        a.text, a.response, a.created_at, g.correct, g.grade, b.correct AS baseline_correct,
+        coalesce(b.correct AND NOT g.correct, false) AS flip
+    FROM a JOIN items i USING (item_id) LEFT JOIN g USING (transcript_id)
+    LEFT JOIN (SELECT a.item_id, a.model, a.base_url, a.params::VARCHAR AS params, a.sample, g.correct
+               FROM a LEFT JOIN g USING (transcript_id)
+               WHERE list_contains($baselines::VARCHAR[], a.framing_id)) b
+        ON NOT list_contains($baselines::VARCHAR[], a.framing_id) AND b.item_id = a.item_id
+        AND b.model = a.model AND b.base_url IS NOT DISTINCT FROM a.base_url
+        AND b.params = a.params::VARCHAR AND b.sample = a.sample
+    WHERE ($framing_id IS NULL OR a.framing_id = $framing_id)
+        AND ($search IS NULL OR contains(lower(a.response), lower($search))
+             OR contains(lower(a.text), lower($search))))
+    SELECT * FROM rows WHERE (NOT $flips_only OR flip)
+        AND ($grade IS NULL OR ($grade = 'correct' AND correct) OR ($grade = 'incorrect' AND NOT correct)
+             OR ($grade = 'ungraded' AND correct IS NULL))"""
+BROWSE_COUNT = f"SELECT count(*) FROM ({_BROWSE})"
+BROWSE_PAGE = f"""SELECT transcript_id, model, set_id, item_id, framing_id, sample, turn,
+        left(text, 160) AS text, left(response, 240) AS response, correct, baseline_correct, flip, grade,
+        created_at
+    FROM ({_BROWSE}) ORDER BY set_id, position, item_id, model, framing_id, sample, turn
+    LIMIT $limit OFFSET $offset"""
+ITEM = "SELECT item_id, set_id, task, position, text, truth, source FROM items WHERE item_id = $item_id"
+ITEM_PROBES = "SELECT framing_id, messages FROM probes WHERE item_id = $item_id ORDER BY framing_id"
+ITEMS_PAGE = """SELECT item_id, position, left(text, 200) AS text FROM items
+    WHERE set_id = $set_id AND ($search IS NULL OR contains(lower(text), lower($search)))
+    ORDER BY position LIMIT $limit OFFSET $offset"""
+ITEMS_COUNT = """SELECT count(*) FROM items
+    WHERE set_id = $set_id AND ($search IS NULL OR contains(lower(text), lower($search)))"""
+# Every answer to one item (a few models x framings x samples), with its grade.
+ITEM_ANSWERS = f"""WITH g AS ({_CURRENT_GRADE})
+    SELECT a.transcript_id, a.model, a.base_url, a.params::VARCHAR AS params, a.framing_id, a.sample,
+        a.turn, a.parent_id, a.messages, a.response, a.prompt_tokens, a.completion_tokens,
+        a.latency_ms, a.cost_usd, a.created_at, g.correct, g.grade
+    FROM answers a LEFT JOIN g USING (transcript_id)
+    WHERE a.item_id = $item_id AND (len($models::VARCHAR[]) = 0 OR list_contains($models, a.model))
+    ORDER BY a.model, a.framing_id, a.sample, a.turn LIMIT $limit"""
+ITEM_GRADES = """SELECT g.transcript_id, g.grader, g.grader_version, g.correct, g.score, g.label
+    FROM grades g JOIN transcripts t USING (transcript_id) JOIN probes p USING (probe_id)
+    WHERE p.item_id = $item_id AND list_contains($graders::VARCHAR[], g.grader || '@' || g.grader_version)
+    ORDER BY g.transcript_id, g.grader"""
+HEALTH = """SELECT (SELECT count(*) FROM transcripts t WHERE NOT EXISTS (SELECT 1 FROM grades g
+        WHERE g.transcript_id = t.transcript_id
+        AND list_contains($graders::VARCHAR[], g.grader || '@' || g.grader_version))) AS ungraded,
+    (SELECT count(*) FROM grades
+        WHERE NOT list_contains($graders::VARCHAR[], grader || '@' || grader_version)) AS stale_grades,
+    (SELECT count(*) FROM transcripts t WHERE NOT EXISTS (SELECT 1 FROM probes p
+        WHERE p.probe_id = t.probe_id)) AS orphans,
+    (SELECT count(*) FROM runs WHERE status = 'running') AS running"""
+ERRORS_RECENT = """SELECT created_at, model, kind, message, probe_id, run_id FROM errors
+    ORDER BY created_at DESC LIMIT $limit"""
+EXPORT = f"""WITH g AS ({_CURRENT_GRADE})
+    SELECT a.transcript_id, a.run_id, a.model, a.base_url, a.params::VARCHAR AS params, a.set_id,
+        a.task, a.item_id, a.framing_id, a.sample, a.turn, a.parent_id, a.text, a.truth::VARCHAR AS truth,
+        a.messages::VARCHAR AS messages, a.response, a.prompt_tokens, a.completion_tokens, a.latency_ms,
+        a.cost_usd, a.created_at, g.correct, g.grade
+    FROM answers a LEFT JOIN g USING (transcript_id)
+    WHERE ($set_id IS NULL OR a.set_id = $set_id) AND ($model IS NULL OR a.model = $model)
+    ORDER BY a.set_id, a.item_id, a.model, a.framing_id, a.sample, a.turn"""
+ANSWER_KEY = """SELECT item_id, model, framing_id, sample FROM answers WHERE transcript_id = $transcript_id"""

@@ -1,0 +1,219 @@
+"""What the dashboard pages read from the store: pure functions Store -> DataFrame (or a value).
+
+Every query filters, aggregates or pages in SQL (lib/sql.py), so a store of a million transcripts
+never comes whole into memory. Grades count only when their "grader@version" is in `graders`, the
+current grader versions, so re-graded transcripts show their new verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from lib import framings, sql
+from lib.items import Message
+from lib.store import Store
+
+PAGE_SIZE = 25
+GRADE_FILTERS = ("correct", "incorrect", "ungraded")
+BASELINES = [f.id for f in framings.FRAMINGS if f.is_baseline]
+EXPORT_FORMATS = ("parquet", "csv", "jsonl")
+ExportFormat = Literal["parquet", "csv", "jsonl"]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The transcript table's filters; None means any."""
+
+    model: str | None = None
+    set_id: str | None = None
+    framing_id: str | None = None
+    search: str | None = None  # case-insensitive, in the reply or the question
+    flips_only: bool = False  # framed answers that are wrong where the baseline answer was right
+    grade: str | None = None  # one of GRADE_FILTERS
+
+    def params(self, graders: list[str]) -> dict[str, Any]:
+        if self.grade is not None and self.grade not in GRADE_FILTERS:
+            raise ValueError(f"grade filter {self.grade!r}: expected one of {', '.join(GRADE_FILTERS)}")
+        return {
+            "model": self.model,
+            "set_id": self.set_id,
+            "framing_id": self.framing_id,
+            "search": self.search or None,
+            "flips_only": self.flips_only,
+            "grade": self.grade,
+            "graders": list(graders),
+            "baselines": BASELINES,
+        }
+
+
+def data_version(store: Store) -> tuple:
+    """A cheap fingerprint of the store's contents: it changes when transcripts, grades or sets do,
+    so cached queries keyed on it show new data."""
+    return tuple(str(v) for v in store.query(sql.DATA_VERSION)[0])
+
+
+def models(store: Store, set_id: str | None = None) -> list[str]:
+    """The models with transcripts (of one set, if given)."""
+    if set_id is None:
+        return [r[0] for r in store.query(sql.MODELS)]
+    return [r[0] for r in store.query(sql.MODELS_OF_SET, {"set_id": set_id})]
+
+
+def sets(store: Store) -> pd.DataFrame:
+    """Every set with its task, title, source and counts of items and probes."""
+    return store.frame(sql.SET_COUNTS)
+
+
+def n_pages(total: int, page_size: int = PAGE_SIZE) -> int:
+    return max(1, math.ceil(total / page_size))
+
+
+def count_transcripts(store: Store, filters: Filters, graders: list[str]) -> int:
+    return int(store.scalar(sql.BROWSE_COUNT, filters.params(graders)))
+
+
+def transcripts(
+    store: Store, filters: Filters, graders: list[str], page: int = 0, page_size: int = PAGE_SIZE
+) -> pd.DataFrame:
+    """One page (0-based) of answers under the filters, texts shortened, each with its grade, its
+    baseline's grade and whether it flipped."""
+    params = filters.params(graders) | {"limit": page_size, "offset": max(0, page) * page_size}
+    return store.frame(sql.BROWSE_PAGE, params)
+
+
+def items(
+    store: Store, set_id: str, search: str | None = None, page: int = 0, page_size: int = PAGE_SIZE
+) -> pd.DataFrame:
+    """One page of a set's items, in set order, optionally those whose text contains `search`."""
+    params = {"set_id": set_id, "search": search or None, "limit": page_size, "offset": page * page_size}
+    return store.frame(sql.ITEMS_PAGE, params)
+
+
+def count_items(store: Store, set_id: str, search: str | None = None) -> int:
+    return int(store.scalar(sql.ITEMS_COUNT, {"set_id": set_id, "search": search or None}))
+
+
+def item(store: Store, item_id: str) -> dict[str, Any] | None:
+    """An item with its ground truth and source row decoded, or None if the store has no such item."""
+    rows = store.frame(sql.ITEM, {"item_id": item_id})
+    if rows.empty:
+        return None
+    row = rows.iloc[0].to_dict()
+    row["truth"] = json.loads(row["truth"])
+    row["source"] = json.loads(row["source"]) if row["source"] else {}
+    return row
+
+
+def item_probes(store: Store, item_id: str) -> dict[str, list[Message]]:
+    """The messages of each framing of an item, by framing id."""
+    rows = store.query(sql.ITEM_PROBES, {"item_id": item_id})
+    return {framing_id: json.loads(messages) for framing_id, messages in rows}
+
+
+def item_answers(
+    store: Store, item_id: str, graders: list[str], models: list[str] | None = None, limit: int = 500
+) -> pd.DataFrame:
+    """Every answer to an item (of the given models, or all), each with its grade."""
+    params = {"item_id": item_id, "graders": list(graders), "models": list(models or []), "limit": limit}
+    return store.frame(sql.ITEM_ANSWERS, params)
+
+
+def item_grades(store: Store, item_id: str, graders: list[str]) -> pd.DataFrame:
+    """Each current grader's verdict on each answer to an item."""
+    return store.frame(sql.ITEM_GRADES, {"item_id": item_id, "graders": list(graders)})
+
+
+def answer(answers: pd.DataFrame, model: str, framing_id: str, sample: int = 0) -> dict[str, Any] | None:
+    """From item_answers: one model's answer under one framing (the first sample given, else the
+    first there is), or None."""
+    rows = answers[(answers["model"] == model) & (answers["framing_id"] == framing_id)]
+    if rows.empty:
+        return None
+    chosen = rows[rows["sample"] == sample]
+    row = (chosen if not chosen.empty else rows).iloc[0].to_dict()
+    row["messages"] = json.loads(row["messages"])
+    return row
+
+
+def baseline_of(framing_id: str) -> str:
+    """The framing a framed answer is compared against."""
+    return framings.baseline_for(framings.get(framing_id).task).id
+
+
+def health(store: Store, graders: list[str]) -> dict[str, Any]:
+    """Counts that say whether the store is in order, with the file's size."""
+    row = store.frame(sql.HEALTH, {"graders": list(graders)}).iloc[0].to_dict()
+    size = store.path.stat().st_size if store.path.exists() else 0
+    return {"path": str(store.path), "size_mb": round(size / 1e6, 2), **store.stats(), **row}
+
+
+def recent_errors(store: Store, limit: int = 20) -> pd.DataFrame:
+    return store.frame(sql.ERRORS_RECENT, {"limit": limit})
+
+
+def export(
+    store: Store,
+    path: Path,
+    fmt: ExportFormat,
+    graders: list[str],
+    set_id: str | None = None,
+    model: str | None = None,
+    batch_rows: int = 50_000,
+) -> int:
+    """Write the answers (of a set and a model, or all) with their grades to `path`, batch by batch
+    so that memory stays small whatever the store holds. Returns the number of rows written."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"export format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    params = {"graders": list(graders), "set_id": set_id, "model": model}
+    rows = 0
+    with store.reading() as con:
+        reader = con.execute(sql.EXPORT, params).fetch_record_batch(batch_rows)
+        with _writer(path, fmt, reader.schema) as write:
+            for batch in reader:
+                write(batch)
+                rows += batch.num_rows
+    return rows
+
+
+class _writer:
+    """A context manager giving a function that appends one record batch to the file."""
+
+    def __init__(self, path: Path, fmt: ExportFormat, schema: pa.Schema):
+        self.path, self.fmt, self.schema = path, fmt, schema
+
+    def __enter__(self):
+        if self.fmt == "parquet":
+            self._sink = pq.ParquetWriter(self.path, self.schema)
+            return self._sink.write_batch
+        if self.fmt == "csv":
+            self._sink = pacsv.CSVWriter(self.path, self.schema)
+            return self._sink.write_batch
+        self._sink = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in __exit__)
+        return self._write_jsonl
+
+    def _write_jsonl(self, batch: pa.RecordBatch) -> None:
+        frame = batch.to_pandas()
+        if not frame.empty:
+            self._sink.write(
+                frame.to_json(orient="records", lines=True, date_format="iso", force_ascii=False)
+            )
+            self._sink.write("\n")
+
+    def __exit__(self, *exc) -> None:
+        self._sink.close()
+
+
+def answer_key(store: Store, transcript_id: str) -> dict[str, Any] | None:
+    """The item, model, framing and sample of a transcript, or None if there is no such transcript."""
+    rows = store.frame(sql.ANSWER_KEY, {"transcript_id": transcript_id})
+    return None if rows.empty else rows.iloc[0].to_dict()

@@ -1,0 +1,181 @@
+"""What every page shares: the store handle, cached queries, URL state, presentation mode, and the
+few ways model text is shown (always as text, never as markdown or HTML)."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from lib import browse, framings, grading, textdiff
+from lib.store import Store, StoreError, default_path
+
+# Static CSS for presentation mode: larger text, no toolbar or sidebar. No model text goes here.
+_PRESENT_CSS = """<style>
+html { font-size: 21px; }
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stToolbar"],
+[data-testid="stDecoration"], [data-testid="stStatusWidget"], footer { display: none !important; }
+.block-container { padding-top: 2.5rem; max-width: 1500px; }
+</style>"""
+
+
+# -- the store ----------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def _open(path: str) -> Store:
+    return Store(path)
+
+
+def store() -> Store:
+    """The store at $SYCOSCOPE_DB (or the default file); a store that cannot be opened stops the page
+    with the reason."""
+    try:
+        return _open(str(default_path()))
+    except StoreError as e:
+        st.error(str(e))
+        st.stop()
+        raise  # st.stop() raises; this line only tells type checkers so
+
+
+def graders() -> list[str]:
+    """The current "grader@version" strings: only their grades are shown."""
+    return grading.current_graders()
+
+
+@st.cache_data(ttl=1, show_spinner=False)
+def _version(path: str) -> tuple:
+    return browse.data_version(_open(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _call(module: str, name: str, path: str, version: tuple, args: tuple, kwargs: tuple) -> Any:
+    fn = getattr(importlib.import_module(module), name)
+    return fn(_open(path), *args, **dict(kwargs))
+
+
+def cached(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """fn(store, *args, **kwargs), cached until the store's data version changes (new transcripts,
+    grades or sets), so repeated reruns cost one cheap query."""
+    path = str(store().path)
+    return _call(fn.__module__, fn.__name__, path, _version(path), args, tuple(sorted(kwargs.items())))
+
+
+# -- URL state ------------------------------------------------------------------------------------
+def param(name: str, default: str | None = None) -> str | None:
+    """A query parameter that is not bound to a widget."""
+    value = st.query_params.get(name)
+    return value if value else default
+
+
+def set_param(name: str, value: str | None) -> None:
+    if value is None:
+        if name in st.query_params:
+            del st.query_params[name]
+    elif st.query_params.get(name) != value:
+        st.query_params[name] = value
+
+
+def int_param(name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high]; anything else reads as the default."""
+    try:
+        value = int(param(name) or default)
+    except ValueError:
+        return default
+    return min(max(value, low), high)
+
+
+# -- presentation mode ----------------------------------------------------------------------------
+def presenting() -> bool:
+    return param("present") in ("1", "true")
+
+
+def _toggle_present() -> None:
+    set_param("present", "1" if st.session_state["present_toggle"] else None)
+
+
+def presentation(on: bool) -> None:
+    """Large text and no clutter when on; the switch sits in the sidebar, or at the top while
+    presenting (the sidebar is hidden then)."""
+    place = st.container(horizontal_alignment="right") if on else st.sidebar
+    place.toggle(
+        "Presentation mode",
+        value=on,
+        key="present_toggle",
+        on_change=_toggle_present,
+        help="Large text and no sidebar, for talks and classrooms; the URL keeps it (present=1)",
+    )
+    if on:
+        st.html(_PRESENT_CSS)
+
+
+# -- showing data ---------------------------------------------------------------------------------
+def framing_options(task: str | None) -> list[str]:
+    """The framing ids of a task (of all tasks if None)."""
+    return [f.id for f in framings.FRAMINGS if task is None or f.task == task]
+
+
+def set_label(sets: pd.DataFrame) -> Callable[[str], str]:
+    titles = dict(zip(sets["set_id"], sets["title"], strict=True)) if not sets.empty else {}
+    return lambda set_id: f"{titles.get(set_id, set_id)} ({set_id})"
+
+
+_SAFE_BADGE = re.compile(r"[^\w .:/@%+-]")
+
+
+def badge_text(text: str) -> str:
+    """A badge label is rendered as markdown: keep only characters that cannot form markup."""
+    return _SAFE_BADGE.sub("", text)[:60]
+
+
+def grade_badges(grades: pd.DataFrame) -> None:
+    """One badge per current grader's verdict: green correct, red incorrect, grey a score or label."""
+    if grades.empty:
+        st.badge("ungraded", color="gray")
+        return
+    row = st.container(horizontal=True, gap="small")
+    for g in grades.itertuples():
+        colour = "gray" if pd.isna(g.correct) else "green" if g.correct else "red"
+        detail = g.label if isinstance(g.label, str) and g.label else ""
+        if colour == "gray" and not pd.isna(g.score) and not detail:
+            detail = f"{g.score:.2f}"
+        row.badge(badge_text(f"{g.grader}: {detail}"), color=colour)
+
+
+def conversation(messages: list[dict[str, str]], response: str | None) -> None:
+    """A conversation and its reply, as plain text: model and dataset text never render as markup.
+    A trailing assistant message is a prefill: the reply continues it."""
+    prefill = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else None
+    shown = messages[:-1] if prefill is not None else messages
+    for m in shown:
+        with st.chat_message("user" if m["role"] == "user" else "assistant"):
+            st.text(m["content"])
+    with st.chat_message("assistant"):
+        if response is None:
+            st.caption("no reply stored for this model")
+        else:
+            st.text((prefill or "") + response)
+
+
+def stance(neutral: list[dict[str, str]], framed: list[dict[str, str]]) -> None:
+    """The framed prompt against the neutral one, word by word: what the user added (their stance)
+    shows as green "+" lines."""
+
+    def users(messages: list[dict[str, str]]) -> str:
+        return "\n".join(m["content"] for m in messages if m["role"] == "user")
+
+    segments = textdiff.word_diff(users(neutral), users(framed))
+    st.caption("User's stance (green: added to the neutral prompt)")
+    st.code(textdiff.as_diff_lines(segments), language="diff", wrap_lines=True)
+
+
+def reply_diff(a: str, b: str, a_name: str, b_name: str) -> None:
+    segments = textdiff.word_diff(a, b)
+    counts = textdiff.summary(segments)
+    st.caption(
+        f"Word-level diff of the replies: red only in {a_name} ({counts['delete']} words), "
+        f"green only in {b_name} ({counts['insert']} words), {counts['equal']} words shared"
+    )
+    st.code(textdiff.as_diff_lines(segments) or "(both replies are empty)", language="diff", wrap_lines=True)

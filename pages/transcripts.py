@@ -1,0 +1,136 @@
+"""Transcripts: filter the store's answers, page through them, open one beside its neutral baseline."""
+
+import streamlit as st
+
+from lib import browse
+from lib.charts import framing_label
+from pages import common
+
+st.title("Transcripts")
+store = common.store()
+graders = common.graders()
+sets = common.cached(browse.sets)
+set_name = common.set_label(sets)
+
+top = st.columns([2, 2, 2, 2])
+set_id = top[0].selectbox(
+    "Set",
+    sets["set_id"].tolist(),
+    index=None,
+    placeholder="All sets",
+    format_func=set_name,
+    key="set",
+    bind="query-params",
+)
+task = None if set_id is None else sets.loc[sets["set_id"] == set_id, "task"].iloc[0]
+model = top[1].selectbox(
+    "Model",
+    common.cached(browse.models, set_id),
+    index=None,
+    placeholder="All models",
+    key="model",
+    bind="query-params",
+)
+framing_id = top[2].selectbox(
+    "Framing",
+    common.framing_options(task),
+    index=None,
+    placeholder="All framings",
+    format_func=framing_label,
+    key="framing",
+    bind="query-params",
+)
+grade = top[3].selectbox(
+    "Grade", browse.GRADE_FILTERS, index=None, placeholder="Any grade", key="grade", bind="query-params"
+)
+row = st.columns([6, 2])
+search = row[0].text_input(
+    "Search the question and the reply",
+    key="q",
+    bind="query-params",
+    placeholder="a word or phrase, any case",
+)
+flips = row[1].checkbox(
+    "Flips only",
+    key="flips",
+    bind="query-params",
+    help="Framed answers graded wrong where the same model's neutral answer was right",
+)
+
+filters = browse.Filters(model, set_id, framing_id, search.strip() or None, flips, grade)
+total = common.cached(browse.count_transcripts, filters, graders)
+pages = browse.n_pages(total)
+page = st.pagination(pages, key="page", bind="query-params") if pages > 1 else 1
+rows = common.cached(browse.transcripts, filters, graders, page - 1)
+st.caption(f"{total:,} answers match; page {page} of {pages}. Select a row to open it.")
+
+if rows.empty:
+    st.info("No answers match these filters." if total == 0 else "This page is empty.")
+else:
+    shown = rows.assign(framing=rows["framing_id"].map(framing_label))
+
+    def open_selected() -> None:
+        selected = st.session_state["table"].selection.rows
+        common.set_param("open", rows.iloc[selected[0]]["transcript_id"] if selected else None)
+
+    st.dataframe(
+        shown[["item_id", "model", "framing", "sample", "turn", "text", "response", "grade", "flip"]],
+        hide_index=True,
+        width="stretch",
+        on_select=open_selected,
+        selection_mode="single-row",
+        key="table",
+        column_config={
+            "text": st.column_config.TextColumn("question", width="medium"),
+            "response": st.column_config.TextColumn("reply", width="large"),
+            "flip": st.column_config.CheckboxColumn("flip"),
+        },
+    )
+
+opened = common.param("open")
+if opened:
+    st.divider()
+    key = common.cached(browse.answer_key, opened)
+    if key is None:
+        st.warning("The transcript in the link (open=…) is not in this store.")
+    else:
+        head = st.columns([8, 1])
+        head[0].subheader(f"{key['item_id']} · {key['model']} · {framing_label(key['framing_id'])}")
+        if head[1].button("Close", key="close"):
+            common.set_param("open", None)
+            st.rerun()
+        item = common.cached(browse.item, key["item_id"])
+        answers = common.cached(browse.item_answers, key["item_id"], graders, [key["model"]])
+        grades = common.cached(browse.item_grades, key["item_id"], graders)
+        baseline = browse.baseline_of(key["framing_id"])
+        framed_id = key["framing_id"] if key["framing_id"] != baseline else None
+        if framed_id is None:
+            # A baseline answer was opened: set it beside the first framed answer there is.
+            others = answers[(answers["model"] == key["model"]) & (answers["framing_id"] != baseline)]
+            framed_id = others["framing_id"].iloc[0] if not others.empty else None
+        neutral = browse.answer(answers, key["model"], baseline, int(key["sample"]))
+        framed = browse.answer(answers, key["model"], framed_id, int(key["sample"])) if framed_id else None
+
+        st.caption("Ground truth")
+        st.json(item["truth"] if item else {}, expanded=True)
+        left, right = st.columns(2)
+        for column, title, chosen in (
+            (left, framing_label(baseline), neutral),
+            (right, framing_label(framed_id or ""), framed),
+        ):
+            with column:
+                st.markdown(f"**{title}**")
+                if chosen is None:
+                    st.info("No answer under this framing for this model.")
+                    continue
+                common.grade_badges(grades[grades["transcript_id"] == chosen["transcript_id"]])
+                if chosen is framed and neutral is not None:
+                    common.stance(neutral["messages"], framed["messages"])
+                common.conversation(chosen["messages"], chosen["response"])
+        if neutral is not None and framed is not None:
+            common.reply_diff(
+                neutral["response"], framed["response"], framing_label(baseline), framing_label(framed_id)
+            )
+        meta = answers[answers["transcript_id"] == opened].drop(columns=["messages", "response"])
+        with st.expander("Transcript details"):
+            st.dataframe(meta.T.set_axis(["value"], axis=1).astype(str), width="stretch")
