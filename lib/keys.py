@@ -62,4 +62,5 @@ def has_key(provider: str, secrets: Path | None = None) -> bool:
 
 def where(provider: str) -> str:
     """Where a person puts the key, for messages."""
-    return f"set {key_name(provider)} in the environment or in {SECRETS.relative_to(REPO)}"
+    path = SECRETS.relative_to(REPO) if SECRETS.is_relative_to(REPO) else SECRETS
+    return f"set {key_name(provider)} in the environment or in {path}"
