@@ -132,8 +132,6 @@ COUNT = {
 }
 EXPORT_ANSWERS = """SELECT a.*, g.grader, g.grader_version, g.correct, g.score, g.label
     FROM answers a LEFT JOIN grades g USING (transcript_id) ORDER BY a.transcript_id"""
-# to a file: parameters are the path and the format ("parquet", "csv" or "json", one object a line)
-EXPORT_ANSWERS_TO = f"COPY ({EXPORT_ANSWERS}) TO ? (FORMAT ?)"
 
 # -- The dashboard (lib/browse.py). These use named parameters ($name): each optional filter is
 # written once as "$x IS NULL OR column = $x". Every one filters, aggregates or LIMITs, so no page

@@ -1,0 +1,171 @@
+"""The command line: `python -m lib <command>`; `python -m lib <command> --help` for each.
+
+To add a command, write `def my_command(args) -> int` (its docstring's first line is the help),
+a `def _my_command_args(parser)` adding its options if it has any, and add one row to COMMANDS.
+Errors a person can fix (EXPECTED_ERRORS) print one line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lib import browse, grading, probesets
+from lib.probesets import ProbeSetError, UnknownSet
+from lib.store import Store, StoreError
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ProbeSetError, StoreError, UnknownSet)
+
+
+class _Bars:
+    """A progress callback (lib.probesets.Progress) drawing one tqdm bar per label on stderr."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, label: str, done: int, total: int | None) -> None:
+        bar = self.bars.get(label)
+        if bar is None:
+            bar = self.bars[label] = tqdm(total=total, desc=label, unit="B", unit_scale=True, file=sys.stderr)
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _print_table(rows: list[tuple], header: tuple[str, ...]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def sets(args: argparse.Namespace) -> int:
+    """List every probe set: its task, source and what the store holds of it."""
+    stored = Store().stats()["sets"]
+    known = {**probesets.SETS, **{s: None for s in stored if s not in probesets.SETS}}
+    rows = []
+    for set_id, ps in known.items():
+        counts = stored.get(set_id)
+        rows.append(
+            (
+                set_id,
+                ps.task if ps else counts["task"],
+                ps.source if ps else "custom",
+                f"{counts['items']:,} items, {counts['probes']:,} probes" if counts else "not ingested",
+            )
+        )
+    _print_table(rows, ("set", "task", "source", "in the store"))
+    return 0
+
+
+def _ingest_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("set_id", metavar="SET", help="a set id, as listed by `sets`")
+    parser.add_argument(
+        "--from",
+        dest="from_dir",
+        type=Path,
+        metavar="DIR",
+        help="a folder holding the official file(s) under their official names (else they are downloaded)",
+    )
+
+
+def ingest(args: argparse.Namespace) -> int:
+    """Put a set's items and probes in the store (one transaction; ingesting again adds nothing)."""
+    probe_set = probesets.get(args.set_id)
+    if args.from_dir is not None and not probe_set.files:
+        raise ProbeSetError(f"{probe_set.set_id} is built in: it reads no files, so --from does not apply")
+    store = Store()  # opened first: a bad store file is reported before any download
+    bars = _Bars()
+    try:
+        rows = probe_set.load(from_dir=args.from_dir, progress=bars)
+    finally:
+        bars.close()
+    new_items, new_probes = probesets.save(store, probe_set, rows)
+    n_probes = sum(len(probes) for _, probes in rows)
+    print(
+        f"{probe_set.set_id}: read {len(rows):,} items and {n_probes:,} probes; "
+        f"added {new_items:,} items and {new_probes:,} probes to {store.path}"
+    )
+    return 0
+
+
+def _stats_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+
+
+def stats(args: argparse.Namespace) -> int:
+    """Count what the store holds: items and probes per set, transcripts, grades."""
+    counts = Store().stats()
+    if args.json:
+        print(json.dumps(counts, indent=2))
+        return 0
+    rows = [(s, c["task"], f"{c['items']:,}", f"{c['probes']:,}") for s, c in counts["sets"].items()]
+    _print_table(rows, ("set", "task", "items", "probes"))
+    for name, value in counts.items():
+        if name != "sets":
+            print(f"{name}: {value:,}")
+    return 0
+
+
+def _export_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", required=True, choices=browse.EXPORT_FORMATS, dest="file_format")
+    parser.add_argument("--out", required=True, type=Path, metavar="PATH", help="the file to write")
+    parser.add_argument("--set", dest="set_id", metavar="SET", help="only this set's answers")
+    parser.add_argument("--model", help="only this model's answers")
+    parser.add_argument("--judge", metavar="MODEL", help="also count this judge model's verdicts")
+
+
+def export(args: argparse.Namespace) -> int:
+    """Export the answers with their current grades to a parquet, CSV or JSON-lines file."""
+    store = Store()
+    graders = grading.current_graders(args.judge)
+    written = browse.export(store, args.out, args.file_format, graders, args.set_id, args.model)
+    print(f"wrote {written:,} answers to {args.out}")
+    return 0
+
+
+Command = tuple[str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None] | None]
+COMMANDS: list[Command] = [
+    ("sets", sets, None),
+    ("ingest", ingest, _ingest_args),
+    ("stats", stats, _stats_args),
+    ("export", export, _export_args),
+]
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m lib", description="Sycoscope: sycophancy in language models."
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, run, arguments in COMMANDS:
+        summary = (run.__doc__ or "").strip().splitlines()[0]
+        command = sub.add_parser(name, help=summary, description=summary)
+        if arguments:
+            arguments(command)
+        command.set_defaults(run=run)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except EXPECTED_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
