@@ -117,6 +117,17 @@ _GRADING_FIELDS = """transcript_id, parent_id, model, base_url, params::VARCHAR 
 ANSWERS_TO_GRADE = f"SELECT {_GRADING_FIELDS} FROM answers WHERE transcript_id IN (SELECT unnest(?))"
 ANSWERS_OF_ITEMS = f"""SELECT {_GRADING_FIELDS} FROM answers
     WHERE framing_id = ? AND item_id IN (SELECT unnest(?))"""
+# Every answer with its current grades (lib.metrics.load_graded): one row per answer and grader.
+GRADED_ANSWERS = """SELECT a.transcript_id, a.parent_id, a.model, a.base_url, a.params::VARCHAR AS params,
+        a.set_id, a.task, a.item_id, a.framing_id, a.sample, a.turn, g.grader, g.correct, g.score, g.label
+    FROM answers a LEFT JOIN grades g ON g.transcript_id = a.transcript_id
+        AND g.grader || '@' || g.grader_version IN (SELECT unnest(?))
+    ORDER BY a.transcript_id, g.grader"""
+# The judges whose current-version verdicts the store holds (judge grader versions: "<v>/<judge>").
+JUDGES = """SELECT DISTINCT substr(grader_version, strpos(grader_version, '/') + 1) AS judge
+    FROM grades WHERE grader || '@' || split_part(grader_version, '/', 1) IN (SELECT unnest(?))
+        AND strpos(grader_version, '/') > 0
+    ORDER BY judge"""
 
 # ---------------------------------------------------------------------------------------------
 # Read by the pages and the command line
