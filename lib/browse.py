@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from lib import framings, sql
+from lib import framings, metrics, sql
 from lib.items import Message
 from lib.store import Store
 
@@ -27,6 +27,22 @@ GRADE_FILTERS = ("correct", "incorrect", "ungraded")
 BASELINES = [f.id for f in framings.FRAMINGS if f.is_baseline]
 EXPORT_FORMATS = ("parquet", "csv", "jsonl")
 ExportFormat = Literal["parquet", "csv", "jsonl"]
+
+
+@dataclass(frozen=True)
+class Card:
+    """One task's key number on the Overview: the highest value among the models measured."""
+
+    key: str
+    title: str
+    what: str  # what the number means
+    value: float | None  # None: nothing measured yet
+    percent: bool  # a rate (shown as a percentage) or a score
+    model: str | None = None
+    set_id: str | None = None
+    n: int = 0
+    n_models: int = 0
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -217,3 +233,117 @@ def answer_key(store: Store, transcript_id: str) -> dict[str, Any] | None:
     """The item, model, framing and sample of a transcript, or None if there is no such transcript."""
     rows = store.frame(sql.ANSWER_KEY, {"transcript_id": transcript_id})
     return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def metric_tables(store: Store, judge: str | None = None) -> dict[str, pd.DataFrame]:
+    """The metric tables of lib.metrics (small: one row per model x set x framing)."""
+    graded = metrics.load_graded(store, judge)
+    return {
+        "accuracy": metrics.accuracy_table(graded),
+        "are_you_sure": metrics.are_you_sure_table(graded),
+        "feedback": metrics.feedback_table(graded),
+        "opinion": metrics.opinion_table(graded),
+        "mimicry": metrics.mimicry_table(graded),
+    }
+
+
+def run_accuracy(store: Store, model: str, set_ids: list[str], judge: str | None = None) -> pd.DataFrame:
+    """The accuracy table of one model on some sets, read with only that model's answers."""
+    long = store.frame(sql.GRADED_ANSWERS_OF, [metrics.current_graders(judge), model, list(set_ids)])
+    return metrics.accuracy_table(metrics.graded_frame(long, judge))
+
+
+# (card key, title, what the number is, table, rows where, value column, rate?, n column)
+_CARDS = (
+    (
+        "answer",
+        "Answer",
+        "accuracy drop when the user suggests a wrong answer",
+        "accuracy",
+        ("framing_id", "suggests_wrong"),
+        "drop",
+        True,
+        "n_paired",
+    ),
+    (
+        "are_you_sure",
+        "Are you sure?",
+        'first answers changed when the user asks "are you sure?"',
+        "are_you_sure",
+        None,
+        "change_rate",
+        True,
+        "n_change_known",
+    ),
+    (
+        "feedback",
+        "Feedback",
+        "how much more positive the comment is when the user likes the text",
+        "feedback",
+        ("framing_id", "likes"),
+        "value",
+        False,
+        "n_paired",
+    ),
+    (
+        "mimicry",
+        "Mimicry",
+        "replies that repeat the user's wrong attribution",
+        "mimicry",
+        None,
+        "accepts_rate",
+        True,
+        "n",
+    ),
+    (
+        "false_arithmetic",
+        "False arithmetic",
+        "answers agreeing with a false sum the user agrees with",
+        "opinion",
+        ("framing_id", "agrees_false_claim"),
+        "agree_rate",
+        True,
+        "n",
+    ),
+    (
+        "opinion",
+        "Opinion",
+        "answers matching the view the user states",
+        "opinion",
+        ("framing_id", "states_view"),
+        "agree_rate",
+        True,
+        "n",
+    ),
+)
+
+
+def task_cards(tables: dict[str, pd.DataFrame]) -> list[Card]:
+    """The Overview's cards, one per task, each with its key metric for the most sycophantic model
+    (the highest value), from metric_tables."""
+    cards = []
+    for key, title, what, table, where, column, percent, n_column in _CARDS:
+        rows = tables[table]
+        if where is not None:
+            rows = rows[rows[where[0]] == where[1]]
+        rows = rows[rows[column].notna()] if column in rows else rows.iloc[0:0]
+        if rows.empty:
+            cards.append(Card(key, title, what, None, percent))
+            continue
+        top = rows.loc[rows[column].astype(float).idxmax()]
+        note = str(top["measure"]) if "measure" in rows else ""
+        cards.append(
+            Card(
+                key,
+                title,
+                what,
+                float(top[column]),
+                percent,
+                str(top["model"]),
+                str(top["set_id"]),
+                int(top[n_column]),
+                int(rows["model"].nunique()),
+                note,
+            )
+        )
+    return cards

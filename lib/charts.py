@@ -74,7 +74,8 @@ def rate_bars(
         barmode="group",
         yaxis_title=axis,
         yaxis_ticksuffix="%",
-        legend_title_text=colour.replace("_", " "),
+        legend=dict(orientation="h", yanchor="top", y=-0.25, x=0, title_text=""),
+        xaxis_tickangle=0,
         margin=dict(l=10, r=10, t=50, b=10),
         height=420,
     )
@@ -102,7 +103,7 @@ def accuracy_drop(drops: pd.DataFrame, reported: pd.DataFrame | None = None) -> 
             mode="markers+text",
             marker=dict(symbol="diamond-open", size=16, color=PAPER_COLOUR, line=dict(width=2)),
             text=[f"{m} (paper)" for m in reported["model"]],
-            textposition="top center",
+            textposition="middle left",
             hovertext=[
                 f"{m}: {s} ({w}), {paper.CAVEAT}"
                 for m, s, w in zip(reported["model"], reported["statement"], reported["where"], strict=True)
@@ -115,7 +116,7 @@ def accuracy_drop(drops: pd.DataFrame, reported: pd.DataFrame | None = None) -> 
 
 def accuracy(table: pd.DataFrame, title: str = "Accuracy by framing") -> go.Figure:
     """Accuracy of each model under each framing, with intervals."""
-    return rate_bars(table, "accuracy", "ci_low", "ci_high", title, "accuracy")
+    return rate_bars(table, "accuracy", "accuracy_low", "accuracy_high", title, "accuracy")
 
 
 def run_progress(n_done: int, n_cached: int, n_failed: int, n_planned: int) -> go.Figure:

@@ -225,3 +225,5 @@ EXPORT = f"""WITH g AS ({_CURRENT_GRADE})
     WHERE ($set_id IS NULL OR a.set_id = $set_id) AND ($model IS NULL OR a.model = $model)
     ORDER BY a.set_id, a.item_id, a.model, a.framing_id, a.sample, a.turn"""
 ANSWER_KEY = """SELECT item_id, model, framing_id, sample FROM answers WHERE transcript_id = $transcript_id"""
+# The graded answers of one model in some sets (lib.browse.run_accuracy): GRADED_ANSWERS filtered.
+GRADED_ANSWERS_OF = f"SELECT * FROM ({GRADED_ANSWERS}) WHERE model = ? AND list_contains(?, set_id)"

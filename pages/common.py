@@ -4,6 +4,7 @@ few ways model text is shown (always as text, never as markdown or HTML)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from lib import browse, framings, grading, textdiff
+from lib import browse, charts, framings, grading, metrics, runner, textdiff
 from lib.store import Store, StoreError, default_path
 
 # Static CSS for presentation mode: larger text, no toolbar or sidebar. No model text goes here.
@@ -40,9 +41,26 @@ def store() -> Store:
         raise  # st.stop() raises; this line only tells type checkers so
 
 
+def judge() -> str | None:
+    """The judge model whose verdicts the pages read, chosen in the sidebar when the store holds
+    verdicts of more than none; None: offline graders only."""
+    judges = cached(metrics.available_judges)
+    if not judges:
+        return None
+    return st.sidebar.selectbox(
+        "Judge",
+        judges,
+        index=None,
+        placeholder="Offline graders only",
+        key="judge",
+        bind="query-params",
+        help="Read LLM-judge verdicts of this model where they apply",
+    )
+
+
 def graders() -> list[str]:
-    """The current "grader@version" strings: only their grades are shown."""
-    return grading.current_graders()
+    """The current "grader@version" strings (with the chosen judge's): only their grades are shown."""
+    return grading.current_graders(judge())
 
 
 @st.cache_data(ttl=1, show_spinner=False)
@@ -87,6 +105,37 @@ def int_param(name: str, default: int, low: int, high: int) -> int:
     return min(max(value, low), high)
 
 
+def url_select(
+    label: str,
+    options: list[str],
+    name: str,
+    *,
+    format_func: Callable[[str], str] = str,
+    placeholder: str | None = None,
+    where: Any = None,
+    **kwargs: Any,
+) -> str | None:
+    """A selectbox whose choice lives in the URL under `name` as the option itself (an id), shown
+    through `format_func`. (Streamlit's own binding would put the formatted label in the URL.)
+    With a placeholder, nothing chosen is a choice (None); an unknown value in the URL is dropped."""
+    key = f"url_{name}"
+    linked = param(name)
+    if linked is not None and linked not in options:
+        set_param(name, None)
+        linked = None
+    if linked is not None:
+        st.session_state[key] = linked
+    elif st.session_state.get(key) not in options:
+        st.session_state[key] = None if placeholder else (options[0] if options else None)
+
+    def sync() -> None:
+        set_param(name, st.session_state[key])
+
+    return (where or st).selectbox(
+        label, options, key=key, on_change=sync, format_func=format_func, placeholder=placeholder, **kwargs
+    )
+
+
 # -- presentation mode ----------------------------------------------------------------------------
 def presenting() -> bool:
     return param("present") in ("1", "true")
@@ -120,6 +169,15 @@ def framing_options(task: str | None) -> list[str]:
 def set_label(sets: pd.DataFrame) -> Callable[[str], str]:
     titles = dict(zip(sets["set_id"], sets["title"], strict=True)) if not sets.empty else {}
     return lambda set_id: f"{titles.get(set_id, set_id)} ({set_id})"
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$])")
+
+
+def md(text: str) -> str:
+    """An identifier (a model or set name) made safe to put in markdown: every markup character
+    escaped. Model output is never passed through here: it goes to st.text."""
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 _SAFE_BADGE = re.compile(r"[^\w .:/@%+-]")
@@ -179,3 +237,50 @@ def reply_diff(a: str, b: str, a_name: str, b_name: str) -> None:
         f"green only in {b_name} ({counts['insert']} words), {counts['equal']} words shared"
     )
     st.code(textdiff.as_diff_lines(segments) or "(both replies are empty)", language="diff", wrap_lines=True)
+
+
+# -- runs in progress -----------------------------------------------------------------------------
+def run_status(run: dict[str, Any]) -> None:
+    """One run's state: counts, a progress bar and its message (the message is ours or a provider's
+    error text: shown as text)."""
+    done = int(run["n_done"]) + int(run["n_cached"]) + int(run["n_failed"])
+    planned = max(1, int(run["n_planned"]))
+    st.progress(min(1.0, done / planned), text=f"{run['status']}: {done:,} of {planned:,} probes")
+    st.plotly_chart(
+        charts.run_progress(int(run["n_done"]), int(run["n_cached"]), int(run["n_failed"]), planned),
+        width="stretch",
+        key=f"progress-{run['run_id']}",
+    )
+    if isinstance(run.get("message"), str) and run["message"]:
+        st.text(run["message"])
+
+
+@st.fragment(run_every=3)
+def live_runs() -> None:
+    """The runs going on now, refreshed every few seconds; when one has moved on, the whole page
+    reruns so that its charts and counts take the new transcripts in."""
+    runs = runner.list_runs(store(), limit=10)
+    running = runs[runs["status"].isin(["planned", "running"])] if not runs.empty else runs
+    seen = {r.run_id: (r.status, r.n_done, r.n_failed) for r in running.itertuples()}
+    for run in running.to_dict("records"):
+        with st.container(border=True):
+            st.markdown(f"**Run {md(run['run_id'])}** · {md(run['model'])}")
+            run_status(run)
+    before = st.session_state.get("_live_runs", {})
+    st.session_state["_live_runs"] = seen
+    if before != seen and before:
+        st.rerun(scope="app")
+
+
+def first_run(store: Store) -> None:
+    """On a fresh store, fill it from the built-in sets with the bundled model, offline, and show
+    the run's progress while it goes on."""
+    if importlib.util.find_spec("lib.firstrun") is None:
+        live_runs()
+        return
+    from lib import firstrun
+
+    if firstrun.needs_seed(store):
+        st.info("This store is empty: filling it from the built-in sets with the bundled model, offline.")
+        firstrun.start_seed(store)
+    live_runs()

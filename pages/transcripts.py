@@ -13,14 +13,8 @@ sets = common.cached(browse.sets)
 set_name = common.set_label(sets)
 
 top = st.columns([2, 2, 2, 2])
-set_id = top[0].selectbox(
-    "Set",
-    sets["set_id"].tolist(),
-    index=None,
-    placeholder="All sets",
-    format_func=set_name,
-    key="set",
-    bind="query-params",
+set_id = common.url_select(
+    "Set", sets["set_id"].tolist(), "set", format_func=set_name, placeholder="All sets", where=top[0]
 )
 task = None if set_id is None else sets.loc[sets["set_id"] == set_id, "task"].iloc[0]
 model = top[1].selectbox(
@@ -31,14 +25,13 @@ model = top[1].selectbox(
     key="model",
     bind="query-params",
 )
-framing_id = top[2].selectbox(
+framing_id = common.url_select(
     "Framing",
     common.framing_options(task),
-    index=None,
-    placeholder="All framings",
+    "framing",
     format_func=framing_label,
-    key="framing",
-    bind="query-params",
+    placeholder="All framings",
+    where=top[2],
 )
 grade = top[3].selectbox(
     "Grade", browse.GRADE_FILTERS, index=None, placeholder="Any grade", key="grade", bind="query-params"

@@ -1,0 +1,89 @@
+"""Overview: how far the measured models bend toward the user, task by task, beside the paper."""
+
+import streamlit as st
+
+from lib import browse, charts, paper
+from pages import common
+
+st.title("Sycoscope")
+st.caption(
+    "How far do language models bend toward what the user says? Each number compares answers to the "
+    "same questions with and without the user's stance."
+)
+store = common.store()
+common.first_run(store)
+judge = common.judge()
+tables = common.cached(browse.metric_tables, judge)
+
+
+def value_text(card: browse.Card) -> str:
+    if card.value is None:
+        return "—"
+    return f"{card.value:.0%}" if card.percent else f"{card.value:+.2f}"
+
+
+cards = browse.task_cards(tables)
+for start in (0, 3):
+    for column, card in zip(st.columns(3), cards[start : start + 3], strict=True):
+        with column.container(border=True):
+            st.metric(card.title, value_text(card), help=card.what)
+            if card.value is None:
+                st.caption(f"{card.what}: nothing measured yet")
+            else:
+                st.caption(
+                    f"{card.what}; highest of {card.n_models} model(s): {common.md(card.model or '')} "
+                    f"on {common.md(card.set_id or '')}, n = {card.n}"
+                )
+                if card.note:
+                    st.caption(common.md(card.note))
+
+st.subheader("Accuracy drop by model and framing")
+accuracy = tables["accuracy"]
+answer_sets = sorted(accuracy.loc[accuracy["task"] == "answer", "set_id"].unique())
+left, right = st.columns([3, 2])
+with left:
+    set_id = None
+    if answer_sets:
+        set_id = st.selectbox("Set", answer_sets, key="ov_set", bind="query-params")
+    drops = accuracy[(accuracy["set_id"] == set_id) & accuracy["drop"].notna()]
+    st.plotly_chart(charts.accuracy_drop(drops, paper.accuracy_drops()), width="stretch")
+    st.caption(
+        "Bars: drop = accuracy on the neutral question minus accuracy under the framing, on the same "
+        "items (positive: the framing hurts), with 95% paired-bootstrap intervals. Diamonds: "
+        f"{paper.CAVEAT}."
+    )
+with right:
+    st.markdown("**Measured here against the paper**")
+    worst = drops.loc[drops["drop"].astype(float).idxmax()] if not drops.empty else None
+    if worst is None:
+        st.metric("Largest drop measured here", "—", help="no graded framed answers in this set yet")
+    else:
+        st.metric(
+            f"Largest drop measured here: {common.md(str(worst['model']))}, "
+            f"{charts.framing_label(worst['framing_id'])}",
+            f"{worst['drop']:.0%}",
+            help=f"95% interval {worst['drop_low']:.0%} to {worst['drop_high']:.0%}, "
+            f"{int(worst['n_paired'])} pairs",
+        )
+    headline = paper.accuracy_drops().iloc[0]
+    st.metric(
+        f"As reported in the paper: {common.md(headline['model'])}",
+        f"up to {headline['drop']:.0%}",
+        help=f"{headline['statement']} ({headline['where']}); {paper.CAVEAT}",
+    )
+    st.caption(f"Paper numbers are {paper.CAVEAT}; they were measured on other models and data.")
+
+st.markdown("**The paper's headline numbers**")
+st.caption(paper.CAVEAT[0].upper() + paper.CAVEAT[1:])
+reported = paper.table()
+st.dataframe(
+    reported.assign(value=reported["value"].mul(100))[
+        ["task", "finding", "model", "value", "statement", "where"]
+    ],
+    hide_index=True,
+    width="stretch",
+    column_config={"value": st.column_config.NumberColumn("value", format="%.0f%%")},
+)
+
+with st.expander("All accuracy figures"):
+    st.dataframe(accuracy, hide_index=True, width="stretch")
