@@ -452,7 +452,7 @@ def _insert(
     return key
 
 
-def _store(tmp_path) -> tuple[Store, dict[str, str]]:
+def build_store(tmp_path) -> tuple[Store, dict[str, str]]:
     """A store with one transcript per probe (two turns for "are you sure?"); returns the ids by name."""
     store = Store(tmp_path / "grading.duckdb")
     rows = _items()
@@ -510,7 +510,7 @@ def _grades(store: Store) -> dict[tuple[str, str], tuple]:
 
 
 def test_grade_pending_offline_then_nothing_new(tmp_path):
-    store, ids = _store(tmp_path)
+    store, ids = build_store(tmp_path)
     seen = []
     written = grade_pending(store, progress=lambda done, total: seen.append((done, total)))
     grades = _grades(store)
@@ -534,7 +534,7 @@ def test_grade_pending_offline_then_nothing_new(tmp_path):
 
 
 def test_grade_pending_regrades_when_a_version_is_bumped(tmp_path, monkeypatch):
-    store, ids = _store(tmp_path)
+    store, ids = build_store(tmp_path)
     grade_pending(store)
     monkeypatch.setitem(grading.GRADERS, "alias", "2")
     assert grade_pending(store) == 4  # the four free-form answers
@@ -547,7 +547,7 @@ def test_grade_pending_regrades_when_a_version_is_bumped(tmp_path, monkeypatch):
 
 
 def test_grade_pending_with_a_judge(tmp_path):
-    store, ids = _store(tmp_path)
+    store, ids = build_store(tmp_path)
     fake = FakeJudge()
     offline = grade_pending(store)
     written = grade_pending(store, judge="fake:judge", provider=fake)
