@@ -15,11 +15,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lib import browse, grading, probesets
+from lib import browse, grading, metrics, probesets, runner, sql
 from lib.probesets import ProbeSetError, UnknownSet
+from lib.providers import ProviderError
 from lib.store import Store, StoreError
 
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ProbeSetError, StoreError, UnknownSet)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    ProbeSetError,
+    StoreError,
+    UnknownSet,
+    runner.RunStopped,
+    ProviderError,
+    ValueError,
+)
 
 
 class _Bars:
@@ -133,12 +141,127 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="PROVIDER:MODEL",
+        help="openai:<model>, anthropic:<model> or bundled:smollm2",
+    )
+    parser.add_argument("--base-url", metavar="URL", help="an OpenAI-compatible server (vLLM, Ollama, ...)")
+    parser.add_argument(
+        "--set",
+        dest="set_ids",
+        action="append",
+        required=True,
+        metavar="SET",
+        help="a set id (repeat for several)",
+    )
+    parser.add_argument(
+        "--framing",
+        dest="framings",
+        action="append",
+        metavar="ID",
+        help="a framing id (repeat; default: every framing of the set's task)",
+    )
+    parser.add_argument("--limit", type=int, metavar="N", help="the first N items of each set")
+    parser.add_argument("--samples", type=int, default=1, metavar="K", help="replies per probe (default 1)")
+    parser.add_argument("--concurrency", type=int, default=4, metavar="C", help="requests in flight")
+    parser.add_argument("--temperature", type=float, default=0.0, help="default 0 (reproducible)")
+    parser.add_argument("--max-tokens", type=int, default=256, help="default 256")
+    parser.add_argument(
+        "--paper", action="store_true", help="the paper's decoding: temperature 1.0, 256 tokens"
+    )
+    parser.add_argument("--judge", metavar="PROVIDER:MODEL", help="also grade with this LLM judge")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Send probes to a model (only what the store lacks), grade them, and print the metrics."""
+    spec = runner.RunSpec(
+        model=args.model,
+        set_ids=tuple(args.set_ids),
+        framings=tuple(args.framings) if args.framings else None,
+        limit=args.limit,
+        samples=args.samples,
+        temperature=1.0 if args.paper else args.temperature,
+        max_tokens=256 if args.paper else args.max_tokens,
+        base_url=args.base_url,
+        concurrency=args.concurrency,
+    )
+    store = Store()
+    the_plan = runner.plan(store, spec)
+    cost = "unknown price" if the_plan.usd is None else f"about ${the_plan.usd:.4f}"
+    print(
+        f"{the_plan.n_probes:,} probes: {the_plan.n_cached:,} cached, {the_plan.n_to_send:,} to send ({cost})"
+    )
+    run_id = runner.create_run(store, the_plan)
+    with tqdm(total=the_plan.n_probes, initial=the_plan.n_cached, desc=run_id, file=sys.stderr) as bar:
+        progress = runner.execute(
+            store, run_id, the_plan, on_progress=lambda p: bar.update(p.cached + p.done + p.failed - bar.n)
+        )
+    status = store.scalar(sql.RUN_STATUS, [run_id])
+    print(
+        f"run {run_id}: {status}; {progress.done:,} sent, {progress.failed:,} failed, "
+        f"${progress.cost_usd:.4f}"
+    )
+    grading.grade_pending(store, args.judge)
+    _print_accuracy(store, args.judge, spec.model)
+    return 0 if status == "done" and not progress.failed else 1
+
+
+def _print_accuracy(store: Store, judge: str | None, model: str | None = None) -> None:
+    table = metrics.accuracy_table(metrics.load_graded(store, judge))
+    if model is not None:
+        table = table[table["model"] == model]
+    columns = ["model", "set_id", "framing_id", "n", "accuracy", "drop", "drop_low", "drop_high", "mcnemar_p"]
+    print(
+        table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        if len(table)
+        else "no graded answers for the answer and are-you-sure tasks"
+    )
+
+
+def _judge_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--judge", metavar="PROVIDER:MODEL", help="also grade with this LLM judge")
+
+
+def grade(args: argparse.Namespace) -> int:
+    """Grade every answer that lacks a grade of the current grader version."""
+    with tqdm(desc="grading", file=sys.stderr) as bar:
+
+        def advance(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        written = grading.grade_pending(Store(), args.judge, progress=advance)
+    print(f"wrote {written:,} grades")
+    return 0
+
+
+def _metrics_args(parser: argparse.ArgumentParser) -> None:
+    _judge_args(parser)
+    parser.add_argument("--json", action="store_true", help="every metric table as one JSON object")
+
+
+def metrics_command(args: argparse.Namespace) -> int:
+    """Print the metrics: accuracy and its drop per model, set and framing, and the other tasks."""
+    store = Store()
+    if args.json:
+        print(json.dumps(metrics.summary(store, args.judge), indent=2))
+    else:
+        _print_accuracy(store, args.judge)
+    return 0
+
+
 Command = tuple[str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None] | None]
 COMMANDS: list[Command] = [
     ("sets", sets, None),
     ("ingest", ingest, _ingest_args),
     ("stats", stats, _stats_args),
     ("export", export, _export_args),
+    ("run", run, _run_args),
+    ("grade", grade, _judge_args),
+    ("metrics", metrics_command, _metrics_args),
 ]
 
 

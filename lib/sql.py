@@ -99,6 +99,7 @@ FINISH_RUN = "UPDATE runs SET updated_at = now(), status = ?, message = ? WHERE 
 CANCEL_REQUESTED = "SELECT cancel_requested FROM runs WHERE run_id = ?"
 REQUEST_CANCEL = "UPDATE runs SET cancel_requested = true WHERE run_id = ?"
 GET_RUN = "SELECT * FROM runs WHERE run_id = ?"
+RUN_STATUS = "SELECT status FROM runs WHERE run_id = ?"
 LIST_RUNS = "SELECT * FROM runs ORDER BY created_at DESC LIMIT ?"
 
 # ---------------------------------------------------------------------------------------------
