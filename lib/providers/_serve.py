@@ -14,7 +14,9 @@ import threading
 
 
 def _exit_when_parent_goes() -> None:
-    sys.stdin.buffer.read()
+    # os.read, not sys.stdin: a daemon thread blocked in a buffered read makes interpreter exit abort.
+    while os.read(0, 4096):
+        pass
     os._exit(0)
 
 

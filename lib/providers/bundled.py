@@ -73,11 +73,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _excerpt(path: Path, tail: int = 12) -> str:
+    """The lines of a server log that say what went wrong: its error lines (each with the two after
+    it: pydantic names the field there) and its last lines. The server prints its whole --help
+    after a bad argument, which would bury the cause."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return "(no log)"
+    if len(lines) <= 2 * tail:
+        return "\n".join(lines)
+    keep = sorted(
+        {i + k for i, line in enumerate(lines[:-tail]) if "error" in line.lower() for k in range(3)}
+        & set(range(len(lines) - tail))
+    )[: 2 * tail]
+    return "\n".join([*(lines[i] for i in keep), "...", *lines[-tail:]])
 
 
 class BundledServer:
@@ -100,6 +110,10 @@ class BundledServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -115,7 +129,7 @@ class BundledServer:
                 self._wait_ready(began + timeout)
                 break
             except BundledServerError:
-                if "address already in use" not in _tail(self.log_path).lower():
+                if "address already in use" not in self.log_path.read_text(errors="replace").lower():
                     raise
         else:
             raise BundledServerError(f"the bundled server found no free port; log {self.log_path}")
@@ -161,7 +175,7 @@ class BundledServer:
                 self.stop()
                 raise BundledServerError(
                     f"the bundled model server exited (code {code}) before it was ready; "
-                    f"end of its log {self.log_path}:\n{_tail(self.log_path)}"
+                    f"from its log {self.log_path}:\n{_excerpt(self.log_path)}"
                 )
             try:
                 with urllib.request.urlopen(f"{self.url}/models", timeout=2) as response:
@@ -173,7 +187,7 @@ class BundledServer:
                 self.stop()
                 raise BundledServerError(
                     f"the bundled model server did not answer within the start timeout; "
-                    f"end of its log {self.log_path}:\n{_tail(self.log_path)}"
+                    f"from its log {self.log_path}:\n{_excerpt(self.log_path)}"
                 )
             time.sleep(0.1)
 
@@ -255,6 +269,21 @@ def _stop_all() -> None:
         live.stop()
 
 
+def _prune_logs() -> None:
+    """Remove the logs of processes that have ended (bundled-server-<pid>[-<n>].log): one per process
+    that used the bundled model would otherwise pile up in data/logs."""
+    for log in LOG_DIR.glob("bundled-server-*.log"):
+        pid = log.stem.split("-")[2]
+        if not pid.isdigit():
+            continue  # the foreground server's log (`python -m lib.providers.bundled`)
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            log.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 def server(timeout: float = START_TIMEOUT) -> BundledServer | ExternalServer:
     """This process's shared server, started if it is not running (threads wait for one start)."""
     global _shared
@@ -264,6 +293,7 @@ def server(timeout: float = START_TIMEOUT) -> BundledServer | ExternalServer:
             if url:
                 _shared = ExternalServer(url, os.environ.get("SYCOSCOPE_BUNDLED_LOG"))
             else:
+                _prune_logs()
                 _shared = BundledServer(LOG_DIR / f"bundled-server-{os.getpid()}.log")
         return _shared.start(timeout)
 
