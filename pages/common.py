@@ -4,15 +4,15 @@ few ways model text is shown (always as text, never as markdown or HTML)."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from lib import browse, charts, framings, grading, metrics, runner, textdiff
+from lib import browse, charts, firstrun, framings, grading, metrics, runner, textdiff
 from lib.store import Store, StoreError, default_path
 
 # Static CSS for presentation mode: larger text, no toolbar or sidebar. No model text goes here.
@@ -133,6 +133,33 @@ def url_select(
 
     return (where or st).selectbox(
         label, options, key=key, on_change=sync, format_func=format_func, placeholder=placeholder, **kwargs
+    )
+
+
+def url_multiselect(
+    label: str,
+    options: list[str],
+    name: str,
+    *,
+    default: list[str] | None = None,
+    format_func: Callable[[str], str] = str,
+    where: Any = None,
+    **kwargs: Any,
+) -> list[str]:
+    """A multiselect whose choices live in the URL as repeated `name` parameters (ids); values
+    the options do not hold are dropped."""
+    key = f"url_{name}"
+    linked = [v for v in st.query_params.get_all(name) if v in options]
+    if linked:
+        st.session_state[key] = linked
+    elif key not in st.session_state or not set(st.session_state[key]) <= set(options):
+        st.session_state[key] = [v for v in (default or []) if v in options]
+
+    def sync() -> None:
+        st.query_params[name] = st.session_state[key]
+
+    return (where or st).multiselect(
+        label, options, key=key, on_change=sync, format_func=format_func, **kwargs
     )
 
 
@@ -272,15 +299,15 @@ def live_runs() -> None:
         st.rerun(scope="app")
 
 
+_SEED_LOCK = threading.Lock()  # one seed, however many sessions open a fresh store at once
+
+
 def first_run(store: Store) -> None:
     """On a fresh store, fill it from the built-in sets with the bundled model, offline, and show
     the run's progress while it goes on."""
-    if importlib.util.find_spec("lib.firstrun") is None:
-        live_runs()
-        return
-    from lib import firstrun
-
-    if firstrun.needs_seed(store):
-        st.info("This store is empty: filling it from the built-in sets with the bundled model, offline.")
-        firstrun.start_seed(store)
+    with _SEED_LOCK:
+        if firstrun.needs_seed(store):
+            with st.spinner("A fresh store: adding the built-in sets…"):
+                firstrun.start_seed(store)
+            st.toast("Filling the store from the built-in sets with the bundled model, offline")
     live_runs()

@@ -1,3 +1,144 @@
+"""Run probes: choose a model, sets, framings and sample size, see the cost, start a run that goes on
+in a background worker, and watch it fill in."""
+
+import json
+
 import streamlit as st
 
-st.title("run")
+from lib import browse, charts, grading, providers, runner
+from lib.charts import framing_label
+from lib.keys import KEY_NAMES
+from pages import common
+
+DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "bundled": "smollm2"}
+
+st.title("Run probes")
+store = common.store()
+sets = common.cached(browse.sets)
+
+left, right = st.columns([1, 2])
+provider = common.url_select(
+    "Provider", sorted(providers.PROVIDERS, key=lambda p: p != "bundled"), "provider", where=left
+)
+with right:
+    name = st.text_input(
+        "Model",
+        value=common.param("model_name", DEFAULT_MODELS[provider]) or "",
+        key=f"model_name_{provider}",
+    )
+    common.set_param("model_name", name.strip() or None)
+if provider == "bundled":
+    st.badge("offline: the bundled SmolLM2-135M needs no key", icon=":material/wifi_off:", color="gray")
+elif providers.key_status(provider):
+    st.badge(f"{KEY_NAMES[provider]} is configured", icon=":material/key:", color="green")
+else:
+    st.badge(f"no key: set {KEY_NAMES[provider]}", icon=":material/key_off:", color="red")
+    st.caption(
+        f"Set {KEY_NAMES[provider]} in the environment or in .streamlit/secrets.toml, then reload. "
+        "Keys are never shown or stored."
+    )
+base_url = None
+if provider == "openai":
+    base_url = (
+        st.text_input("Base URL (any OpenAI-compatible server; empty for OpenAI)", key="base_url").strip()
+        or None
+    )
+
+if sets.empty:
+    st.info("No sets in the store yet: ingest one on the Data page.")
+    st.stop()
+set_ids = common.url_multiselect(
+    "Sets",
+    sets["set_id"].tolist(),
+    "sets",
+    default=sets["set_id"].tolist()[:1],
+    format_func=common.set_label(sets),
+)
+tasks = sorted(set(sets.loc[sets["set_id"].isin(set_ids), "task"]))
+framing_ids = common.url_multiselect(
+    "Framings (each set's baseline is always run, so every framed answer has its pair)",
+    [f for task in tasks for f in common.framing_options(task)],
+    "framings",
+    format_func=framing_label,
+    placeholder="All framings of the chosen sets",
+)
+numbers = st.columns(4)
+limit = numbers[0].number_input("Items per set", min_value=1, value=common.int_param("limit", 20, 1, 10**6))
+samples = numbers[1].number_input("Samples per probe", min_value=1, max_value=20, value=1)
+temperature = numbers[2].number_input("Temperature", min_value=0.0, max_value=2.0, value=0.0, step=0.1)
+max_tokens = numbers[3].number_input("Max tokens", min_value=16, max_value=4096, value=256, step=16)
+common.set_param("limit", str(limit))
+
+spec = None
+if set_ids and name.strip():
+    spec = runner.RunSpec(
+        model=f"{provider}:{name.strip()}",
+        set_ids=tuple(set_ids),
+        framings=tuple(framing_ids) or None,
+        limit=int(limit),
+        samples=int(samples),
+        temperature=float(temperature),
+        max_tokens=int(max_tokens),
+        base_url=base_url,
+    )
+    try:
+        plan = common.cached(runner.plan, spec)
+    except ValueError as e:
+        st.error(str(e))
+        st.stop()
+    cost = st.columns(4)
+    cost[0].metric("Probes", f"{plan.n_probes:,}")
+    cost[1].metric("Already in the store", f"{plan.n_cached:,}")
+    cost[2].metric("To send", f"{plan.n_to_send:,}")
+    cost[3].metric(
+        "Cost, at most",
+        "unknown" if plan.usd is None else f"${plan.usd:,.2f}",
+        help="Every reply taken to use all its max tokens; prices from data/prices.csv",
+    )
+    can_start = plan.n_to_send > 0 and providers.key_status(provider)
+    if st.button("Start", type="primary", disabled=not can_start, key="start"):
+        try:
+            run_id = runner.start_background(store, spec, after=lambda s, _run_id: grading.grade_pending(s))
+        except ValueError as e:
+            st.error(str(e))
+        else:
+            common.set_param("run", run_id)
+            st.rerun()
+else:
+    st.info("Choose a model and at least one set.")
+
+
+@st.fragment(run_every=2)
+def watch() -> None:
+    """The chosen run (the link's, else the newest), refreshed every two seconds while this page is
+    open: a reload or another tab finds a running run where it is."""
+    runs = runner.list_runs(store, limit=20)
+    if runs.empty:
+        st.caption("No runs yet.")
+        return
+    chosen = common.param("run")
+    rows = runs[runs["run_id"] == chosen] if chosen else runs.iloc[0:0]
+    run = (rows if not rows.empty else runs).iloc[0].to_dict()
+    st.subheader(f"Run {run['run_id']}")
+    st.caption(f"{common.md(run['model'])}, started {run['created_at']:%Y-%m-%d %H:%M:%S}")
+    common.run_status(run)
+    if run["status"] in ("planned", "running") and st.button("Cancel", key="cancel"):
+        runner.cancel(store, run["run_id"])
+        st.toast("Cancelling: the requests in flight finish first")
+    plan_sets = runner_sets(run)
+    if plan_sets:
+        table = browse.run_accuracy(store, run["model"], plan_sets)
+        st.plotly_chart(charts.accuracy(table, f"Accuracy of {run['model']} so far"), width="stretch")
+    with st.expander("Recent runs"):
+        st.dataframe(runs.drop(columns=["plan", "params", "pid"], errors="ignore"), hide_index=True)
+
+
+def runner_sets(run: dict) -> list[str]:
+    """The sets a run covers, from its stored plan (the RunSpec)."""
+    try:
+        return list(json.loads(run["plan"]).get("set_ids") or [])
+    except (TypeError, ValueError, AttributeError):
+        return []
+
+
+watch()
