@@ -8,7 +8,7 @@ run's row in the store, which the Overview shows while it fills.
 
 from __future__ import annotations
 
-from lib import grading, probesets, runner, sql
+from lib import probesets, runner, sql
 from lib.store import Store
 
 SEED_SETS = (
@@ -41,4 +41,4 @@ def start_seed(store: Store) -> str:
     """Ingest the built-in sets and start the seed run in a worker thread; returns its run id.
     Its answers are graded as they arrive, so the charts fill in while it runs."""
     ingest_builtins(store)
-    return runner.start_background(store, SEED, after=lambda s, _run_id: grading.grade_pending(s))
+    return runner.start_background(store, SEED)

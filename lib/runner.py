@@ -30,13 +30,14 @@ from typing import Any
 
 import pandas as pd
 
-from lib import framings, prices, sql
+from lib import framings, grading, prices, sql
 from lib.items import Message, assistant, messages_json, user
 from lib.providers import Provider, ProviderError, Reply, make_provider
 from lib.store import Store, transcript_key
 
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 CANCEL_CHECK_SECONDS = 0.5
+GRADE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -267,9 +268,12 @@ def execute(
     the_plan: Plan,
     provider: Provider | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    grade_every: float | None = None,
 ) -> Progress:
     """Send the plan's jobs, writing each transcript as it arrives. Ends with the run's status
-    in the store: done, failed (stopped by an error no retry fixes) or cancelled."""
+    in the store: done, failed (stopped by an error no retry fixes) or cancelled. With
+    `grade_every` seconds, the run's answers are graded (offline graders) as they arrive, so
+    that charts fill in while it runs."""
     spec = the_plan.spec
     progress = Progress(total=the_plan.n_probes, cached=the_plan.n_cached)
     writer = _Writer(store, run_id, progress)
@@ -298,7 +302,7 @@ def execute(
             reply2 = _send(provider, second, spec)
             writer.transcript(_transcript_row(key2, job, run_id, spec, 2, job.key, second, reply2))
 
-    last_check = 0.0
+    last_check = last_grade = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, spec.concurrency)) as pool:
         pending: dict[Future, Job] = {}
         jobs = iter(the_plan.jobs)
@@ -332,6 +336,11 @@ def execute(
                 if store.scalar(sql.CANCEL_REQUESTED, [run_id]):
                     stop.set()
                     status, message = "cancelled", "cancelled by the user"
+            if grade_every is not None and time.monotonic() - last_grade > grade_every:
+                last_grade = time.monotonic()
+                grading.grade_pending(store, run_id=run_id)
+    if grade_every is not None:
+        grading.grade_pending(store, run_id=run_id)
     if status == "done" and progress.failed:
         message = f"{progress.failed} probe(s) failed after retries; run again to retry them"
     writer.finish(status, message)
@@ -353,17 +362,16 @@ def run(
 _background: dict[str, threading.Thread] = {}
 
 
-def start_background(store: Store, spec: RunSpec, after: Callable[[Store, str], None] | None = None) -> str:
+def start_background(store: Store, spec: RunSpec) -> str:
     """Start a run in a worker thread of this process and return its id at once. The thread
-    outlives the Streamlit script run that started it, so a click elsewhere does not stop it."""
+    outlives the Streamlit script run that started it, so a click elsewhere does not stop it.
+    Its answers are graded as they arrive."""
     the_plan = plan(store, spec)
     run_id = create_run(store, the_plan)
 
     def work() -> None:
         try:
-            execute(store, run_id, the_plan)
-            if after is not None:
-                after(store, run_id)
+            execute(store, run_id, the_plan, grade_every=GRADE_SECONDS)
         except RunStopped:
             pass  # the run's status and message are in the store
         except Exception as e:  # a background thread has no caller to raise to

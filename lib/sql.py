@@ -112,7 +112,7 @@ GET_JUDGEMENT = "SELECT verdict FROM judgements WHERE judgement_id = ?"
 GRADE_STATUS = """SELECT a.transcript_id, a.task, a.turn, a.framing_id, a.truth,
         (SELECT list(g.grader) FROM grades g WHERE g.transcript_id = a.transcript_id
             AND g.grader || '@' || g.grader_version IN (SELECT unnest(?))) AS done
-    FROM answers a"""
+    FROM answers a WHERE ? IS NULL OR a.run_id = ?"""
 _GRADING_FIELDS = """transcript_id, parent_id, model, base_url, params::VARCHAR AS params, item_id, set_id,
     task, framing_id, sample, turn, text, truth, messages, response"""
 ANSWERS_TO_GRADE = f"SELECT {_GRADING_FIELDS} FROM answers WHERE transcript_id IN (SELECT unnest(?))"

@@ -188,3 +188,11 @@ def test_cancel_stops_a_background_run(store, vendor):
     runner._background[run_id].join(timeout=30)
     assert store.scalar(sql.RUN_STATUS, [run_id]) == "cancelled"
     assert store.scalar(sql.COUNT["transcripts"]) < 40
+
+
+def test_a_background_run_grades_its_answers(store, vendor):
+    run_id = runner.start_background(store, vendor_spec(vendor, limit=2))
+    runner._background[run_id].join(timeout=60)
+    assert store.scalar(sql.RUN_STATUS, [run_id]) == "done"
+    graded = store.query("SELECT DISTINCT transcript_id FROM grades WHERE grader = 'alias'")
+    assert len(graded) == store.scalar(sql.COUNT["transcripts"]) == 8
