@@ -56,7 +56,7 @@ _KEYLIKE = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{4,}")
 
 
 def scrub(text: str, key: str | None) -> str:
-    if key:
+    if key and len(key) >= 8:  # a placeholder like "x" must not mangle the message
         text = text.replace(key, "[key]")
     return _KEYLIKE.sub("[key]", text)
 
@@ -84,7 +84,7 @@ def classify(status: int, code: str | None, error_type: str | None, detail: str)
 
 def status_message(vendor: str, where: str, kind: str, status: int, detail: str, key: str | None) -> str:
     what = {
-        "auth": "rejected the API key",
+        "auth": "refused the API key, or the key has no access to this",
         "quota": "reports the account's quota or credit is used up",
         "not_found": "does not know this model or path",
         "rate_limit": "is rate limiting requests",
