@@ -39,6 +39,9 @@ class ProviderError(Exception):
         self.retry_after = retry_after
         self.message = message
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, for errors that cross processes
+        return (ProviderError, (self.kind, self.message, self.retry_after))
+
 
 class Provider(Protocol):
     model: str  # canonical "provider:model", e.g. "openai:gpt-4o-mini", "bundled:smollm2"
