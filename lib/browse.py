@@ -193,7 +193,7 @@ def export(
     params = {"graders": list(graders), "set_id": set_id, "model": model}
     rows = 0
     with store.reading() as con:
-        reader = con.execute(sql.EXPORT, params).fetch_record_batch(batch_rows)
+        reader = con.sql(sql.EXPORT, params=params).to_arrow_reader(batch_rows)
         with _writer(path, fmt, reader.schema) as write:
             for batch in reader:
                 write(batch)
@@ -218,12 +218,9 @@ class _writer:
         return self._write_jsonl
 
     def _write_jsonl(self, batch: pa.RecordBatch) -> None:
-        frame = batch.to_pandas()
-        if not frame.empty:
-            self._sink.write(
-                frame.to_json(orient="records", lines=True, date_format="iso", force_ascii=False)
-            )
-            self._sink.write("\n")
+        text = batch.to_pandas().to_json(orient="records", lines=True, date_format="iso", force_ascii=False)
+        if text.strip():
+            self._sink.write(text if text.endswith("\n") else text + "\n")
 
     def __exit__(self, *exc) -> None:
         self._sink.close()
