@@ -21,7 +21,7 @@ from typing import Any
 import anthropic
 
 from lib.items import Message
-from lib.providers.base import ProviderError, Reply, resolve_key, split_prefill, translate
+from lib.providers.base import ProviderError, Reply, direct_http_client, resolve_key, split_prefill, translate
 
 ANTHROPIC_URL = "https://api.anthropic.com"
 
@@ -56,7 +56,11 @@ class AnthropicMessages:
         self._key = resolve_key("anthropic", self.vendor, self.base_url)
         # An explicit key and URL keep the SDK from reading ANTHROPIC_BASE_URL or profile files.
         self._client = anthropic.Anthropic(
-            api_key=self._key, base_url=self._url, timeout=timeout, max_retries=0
+            api_key=self._key,
+            base_url=self._url,
+            timeout=timeout,
+            max_retries=0,
+            http_client=direct_http_client(anthropic, self._url),
         )
 
     def complete(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from lib import keys
 from lib.items import Message
@@ -164,3 +165,11 @@ def resolve_key(provider: str, vendor: str, base_url: str | None) -> str:
     if base_url is None:
         raise ProviderError("auth", f"no {vendor} API key: {keys.where(provider)}")
     return PLACEHOLDER_KEY
+
+
+def direct_http_client(sdk: Any, url: str) -> Any:
+    """For a server on this machine, an HTTP client of the SDK (openai or anthropic module) that
+    ignores HTTP(S)_PROXY: a proxy cannot reach our loopback. None (the SDK's default) otherwise."""
+    if urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
+        return sdk.DefaultHttpxClient(trust_env=False)
+    return None

@@ -67,6 +67,9 @@ def model_path() -> Path:
     raise BundledServerError(f"package {PACKAGE} is installed but holds no .gguf model file")
 
 
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -178,7 +181,7 @@ class BundledServer:
                     f"from its log {self.log_path}:\n{_excerpt(self.log_path)}"
                 )
             try:
-                with urllib.request.urlopen(f"{self.url}/models", timeout=2) as response:
+                with _direct.open(f"{self.url}/models", timeout=2) as response:
                     if response.status == 200:
                         return
             except OSError:

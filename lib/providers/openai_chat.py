@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import openai
 
 from lib.items import Message
-from lib.providers.base import ProviderError, Reply, resolve_key, split_prefill, translate
+from lib.providers.base import ProviderError, Reply, direct_http_client, resolve_key, split_prefill, translate
 
 OPENAI_URL = "https://api.openai.com/v1"
 PREFILL_INSTRUCTION = '\n\nBegin your reply with: "{prefill}"'
@@ -60,7 +60,13 @@ class OpenAIChat:
         """Send requests to `url` from now on (the bundled server's moves when it restarts)."""
         self._url = url
         # The runner retries with its own policy, so the SDK must not retry behind its back.
-        self._client = openai.OpenAI(api_key=self._key, base_url=url, timeout=self.timeout, max_retries=0)
+        self._client = openai.OpenAI(
+            api_key=self._key,
+            base_url=url,
+            timeout=self.timeout,
+            max_retries=0,
+            http_client=direct_http_client(openai, url),
+        )
         # api.openai.com wants max_completion_tokens (reasoning models refuse max_tokens), while
         # compatible servers (llama.cpp, older vLLM) know only max_tokens.
         self._limit_field = (
