@@ -63,13 +63,16 @@ if no_key:
 
 
 def send(model: str, item_id: str) -> str | None:
-    """Run one model on the item's chosen probes; the error message if it cannot."""
+    """Run one model on the item's chosen probes and grade its answers; the error message if it
+    cannot."""
     spec = runner.RunSpec(model, (probesets.PLAYGROUND,), tuple(framing_ids), max_tokens=200)
     try:
         whole = runner.plan(store, spec)
         jobs = [j for j in whole.jobs if j.probe_id.split("|")[0] == item_id]
         mine = runner.Plan(spec, jobs, len(framing_ids), len(framing_ids) - len(jobs), None)
-        runner.execute(store, runner.create_run(store, mine), mine)
+        run_id = runner.create_run(store, mine)
+        runner.execute(store, run_id, mine)
+        grading.grade_pending(store, run_id=run_id)
     except (ValueError, runner.RunStopped, providers.ProviderError) as e:
         return str(e)
     return None
@@ -85,7 +88,6 @@ if st.button("Send", type="primary", disabled=not (models and framing_ids), key=
     with st.spinner("Asking the models…"), ThreadPoolExecutor(max_workers=4) as pool:
         targets = [m for m in models if m not in no_key]
         problems = dict(zip(targets, pool.map(lambda m: send(m, item.item_id), targets), strict=True))
-    grading.grade_pending(store)
     for model, problem in problems.items():
         if problem:
             st.error(f"{model}: {problem}")

@@ -5,7 +5,7 @@ import json
 
 import streamlit as st
 
-from lib import browse, charts, grading, providers, runner
+from lib import browse, charts, providers, runner
 from lib.charts import framing_label
 from lib.keys import KEY_NAMES
 from pages import common
@@ -98,7 +98,7 @@ if set_ids and name.strip():
     can_start = plan.n_to_send > 0 and providers.key_status(provider)
     if st.button("Start", type="primary", disabled=not can_start, key="start"):
         try:
-            run_id = runner.start_background(store, spec, after=lambda s, _run_id: grading.grade_pending(s))
+            run_id = runner.start_background(store, spec)
         except ValueError as e:
             st.error(str(e))
         else:
