@@ -51,6 +51,8 @@ class RunSpec:
     max_tokens: int = 256
     base_url: str | None = None
     concurrency: int = 4
+    # seconds a request may take; a small local model on a busy machine can be slow
+    timeout: float = 300.0
 
     @property
     def params(self) -> dict[str, Any]:
@@ -146,7 +148,7 @@ def _estimate(spec: RunSpec, jobs: list[Job]) -> float | None:
     # About four characters a token: enough for an estimate shown before a run.
     prompt_tokens = sum(len(messages_json(j.messages)) // 4 for j in jobs) // len(jobs)
     requests = len(jobs) + sum(j.challenge for j in jobs)
-    return prices.estimate(spec.model, requests, prompt_tokens, spec.max_tokens)
+    return prices.estimate(spec.model, requests, prompt_tokens, spec.max_tokens, spec.base_url)
 
 
 # -- sending --------------------------------------------------------------------------------------
@@ -183,7 +185,7 @@ def _transcript_row(
     messages: list[Message] | tuple[Message, ...],
     reply: Reply,
 ) -> list[Any]:
-    cost = prices.cost(spec.model, reply.prompt_tokens, reply.completion_tokens)
+    cost = prices.cost(spec.model, reply.prompt_tokens, reply.completion_tokens, spec.base_url)
     return [
         key,
         job.probe_id,
@@ -283,7 +285,7 @@ def execute(
     try:
         # An all-cached run sends nothing, so it needs no provider (nor a key, nor a server).
         if provider is None and the_plan.jobs:
-            provider = make_provider(spec.model, spec.base_url)
+            provider = make_provider(spec.model, spec.base_url, spec.timeout)
     except ProviderError as e:
         writer.finish("failed", f"{spec.model}: {e}")
         raise RunStopped(f"{spec.model}: {e}") from e
