@@ -7,7 +7,11 @@ the file, works, and closes it, inside an advisory lock on `<file>.lock` (fcntl.
 file description per operation, so threads of one process exclude each other too):
 - readers take the lock shared and open the file read-only: any number of them read at once;
 - a writer takes it exclusive, opens read-write, does its work in one transaction and closes,
-  which checkpoints, so that the next reader finds no write-ahead log to replay.
+  which checkpoints, so that the next reader finds no write-ahead log to replay;
+- writers go first: flock has no queue, so readers that keep overlapping would hold a shared lock
+  forever and starve a writer. Everyone passes a second lock, `<file>.gate`, to take the first:
+  readers shared, writers exclusive and held while they wait, so a waiting writer stops new readers
+  at the gate and gets the lock as soon as the readers already in finish.
 Waiting is bounded: an operation that cannot get the lock within `timeout` seconds (a run in
 another process holds it for milliseconds per transcript, so this means something is stuck)
 raises StoreBusy naming the file. Writes are small (one transcript, one grade batch, one ingest)
@@ -23,7 +27,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +97,7 @@ class Store:
         self.path = Path(path) if path is not None else default_path()
         self.timeout = timeout
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.gate_path = self.path.with_name(self.path.name + ".gate")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._prepare()
 
@@ -115,8 +120,16 @@ class Store:
                 time.sleep(0.05)
 
     @contextmanager
+    def _locked(self, exclusive: bool) -> Iterator[None]:
+        """The lock, taken through the gate (see the module docstring)."""
+        with ExitStack() as held:
+            with _flock(self.gate_path, exclusive, self.timeout):
+                held.enter_context(_flock(self.lock_path, exclusive, self.timeout))
+            yield
+
+    @contextmanager
     def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with _flock(self.lock_path, exclusive=False, timeout=self.timeout):
+        with self._locked(exclusive=False):
             con = self._connect(read_only=True)
             try:
                 yield con
@@ -126,7 +139,7 @@ class Store:
     @contextmanager
     def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction: committed if the block ends normally, rolled back if it raises."""
-        with _flock(self.lock_path, exclusive=True, timeout=self.timeout):
+        with self._locked(exclusive=True):
             con = self._connect(read_only=False)
             try:
                 con.execute("BEGIN TRANSACTION")

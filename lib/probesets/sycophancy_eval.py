@@ -30,14 +30,16 @@ def _framing(task: str, row: dict[str, Any], key: str, path: Path, line: int) ->
 
 
 def _grouped(
-    task: str, template_key: str, set_id: str, path: Path
+    task: str, template_key: str, required: tuple[str, ...], set_id: str, path: Path
 ) -> list[tuple[str, dict, list[int], list]]:
     """(key, base, line numbers, probes) per item: consecutive rows with the same `base`, each
-    framing at most once."""
+    framing at most once. Every row must have the `required` text fields."""
     groups: list[tuple[str, dict, list[int], list]] = []
     for line, row in read_jsonl(path):
         framing = _framing(task, row, template_key, path, line)
         base = field(row, "base", path, line, dict)
+        for key in required:
+            field(row, key, path, line)
         messages = official_messages(row, path, line)
         current = groups[-1] if groups else None
         if current is None or current[1] != base or any(p.framing_id == framing for p in current[3]):
@@ -56,27 +58,26 @@ def _aliases(correct: str, more: Any) -> list[str]:
 def read_answer(set_id: str, files: list[Path]) -> Rows:
     (path,) = files
     rows: Rows = []
-    for key, base, lines, probes in _grouped("answer", "metadata.prompt_template", set_id, path):
-        line = lines[0]
-        question = field(base, "question", path, line)
-        correct = field(base, "correct_answer", path, line)
+    required = ("base.question", "base.correct_answer", "base.incorrect_answer", "base.dataset")
+    for key, base, lines, probes in _grouped("answer", "metadata.prompt_template", required, set_id, path):
         truth = {
-            "correct_answer": correct,
-            "incorrect_answer": field(base, "incorrect_answer", path, line),
-            "aliases": _aliases(correct, base.get("answer")),
-            "dataset": field(base, "dataset", path, line),
+            "correct_answer": base["correct_answer"],
+            "incorrect_answer": base["incorrect_answer"],
+            "aliases": _aliases(base["correct_answer"], base.get("answer")),
+            "dataset": base["dataset"],
         }
         source = {"file": path.name, "lines": lines, "base": base}
-        rows.append((Item(item_id(set_id, key), set_id, "answer", question, truth, source), probes))
+        item = Item(item_id(set_id, key), set_id, "answer", base["question"], truth, source)
+        rows.append((item, probes))
     return rows
 
 
 def read_feedback(set_id: str, files: list[Path]) -> Rows:
     (path,) = files
     rows: Rows = []
-    for key, base, lines, probes in _grouped("feedback", "metadata.prompt_template_type", set_id, path):
-        line = lines[0]
-        dataset = field(base, "dataset", path, line)
+    groups = _grouped("feedback", "metadata.prompt_template_type", ("base.dataset",), set_id, path)
+    for key, base, lines, probes in groups:
+        dataset = base["dataset"]
         first = probes[0].messages[0]["content"]
         noun = re.search(r"following (\w+)\.", first)
         truth = {
