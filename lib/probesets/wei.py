@@ -49,7 +49,9 @@ def read_wei(set_id: str, files: list, seed: int = DEFAULT_SEED) -> Rows:
                 "answer_matching_behavior": [f" ({agree})"],
                 "answer_not_matching_behavior": [f" ({disagree})"],
             }
-            item = Item(item_id(set_id, f"{x}+{y}"), set_id, "opinion", question, truth, {"seed": seed})
+            item = Item(
+                item_id(set_id, f"{x}+{y}"), set_id, "opinion", question, truth, {"seed": seed, "name": name}
+            )
             probes = [
                 Probe(item.item_id, neutral.id, (user(neutral.template.format(question=question)),)),
                 Probe(
