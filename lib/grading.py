@@ -30,8 +30,10 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from lib import framings, sql
 from lib.providers.base import Provider
@@ -68,6 +70,9 @@ def current_graders(judge: str | None = None) -> list[str]:
     """The "grader@version" strings of the current graders: the SQL parameter that keeps reads to
     current grades. Judge graders are included only for the given judge."""
     return [f"{g}@{grader_version(g, judge)}" for g in GRADERS if g not in JUDGE_GRADERS or judge is not None]
+
+
+GRADE_COLUMNS = ["transcript_id", "grader", "grader_version", "correct", "score", "label", "detail"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,7 @@ def words(text: str) -> list[tuple[str, int]]:
     return out
 
 
+@lru_cache(maxsize=65536)
 def phrase(text: str) -> tuple[str, ...]:
     """An answer as words to look for: folded, without punctuation and one leading article
     ("The Peter Principle" -> peter principle; "A. A. Milne" -> a milne)."""
@@ -141,12 +147,16 @@ def mentions(text: str, phrases: dict[str, Iterable[str]]) -> list[Mention]:
     """Where the phrases of each kind occur in text as whole words, in order. A mention inside a
     longer mention of another kind is dropped ("Paris" inside "Paris, Texas")."""
     tokens = words(text)
+    plain = [w for w, _ in tokens]
+    starts: dict[str, list[int]] = {}
+    for i, w in enumerate(plain):
+        starts.setdefault(w, []).append(i)
     found: list[Mention] = []
     for kind, texts in phrases.items():
-        for target in {phrase(t) for t in texts if t and phrase(t)}:
+        for target in {phrase(t) for t in texts if t} - {()}:
             n = len(target)
-            for i in range(len(tokens) - n + 1):
-                if tuple(w for w, _ in tokens[i : i + n]) == target:
+            for i in starts.get(target[0], []):
+                if tuple(plain[i : i + n]) == target:
                     found.append(Mention(i, i + n, kind, _negated(tokens, i)))
     kept = [
         m
@@ -513,10 +523,12 @@ def _answers(store: Store, statement: str, params: list[Any]) -> list[Answer]:
     ]
 
 
-def _pending(store: Store, judge: str | None) -> dict[str, list[str]]:
-    """transcript id -> the applicable graders it has no current grade of."""
+def _pending(store: Store, judge: str | None, run_id: str | None = None) -> dict[str, list[str]]:
+    """transcript id -> the applicable graders it has no current grade of (of one run's answers,
+    if given: a run grades its own answers as they arrive)."""
     todo: dict[str, list[str]] = {}
-    for tid, task, turn, framing_id, truth, done in store.query(sql.GRADE_STATUS, [current_graders(judge)]):
+    status = store.query(sql.GRADE_STATUS, [current_graders(judge), run_id, run_id])
+    for tid, task, turn, framing_id, truth, done in status:
         need = applicable(task, turn, framing_id, json.loads(truth), judge is not None)
         missing = [g for g in need if g not in (done or [])]
         if missing:
@@ -526,8 +538,12 @@ def _pending(store: Store, judge: str | None) -> dict[str, list[str]]:
 
 def _write(store: Store, grades: list[Grade]) -> int:
     if grades:
+        frame = pd.DataFrame([g.row() for g in grades], columns=GRADE_COLUMNS).astype(
+            {"correct": "boolean", "score": "Float64"}
+        )
         with store.writing() as con:
-            con.executemany(sql.INSERT_GRADE, [g.row() for g in grades])
+            con.register("new_grades", frame)
+            con.execute(sql.INSERT_GRADES)
     return len(grades)
 
 
@@ -538,13 +554,15 @@ def grade_pending(
     provider: Provider | None = None,
     workers: int = 4,
     batch: int = 500,
+    run_id: str | None = None,
 ) -> int:
     """Grade every answer that lacks a current grade of a grader that applies to it, and return how
     many grades were written. With `judge` (a provider spec, e.g. "openai:gpt-4o"), judge graders
     apply too; `provider` replaces make_provider(judge) (tests). Offline grades are written first,
     in batches of `batch`; judge grades follow, `workers` requests at a time, each verdict cached
-    as it arrives. `progress(done, total)` is called as grades are made."""
-    todo = _pending(store, judge)
+    as it arrives. `progress(done, total)` is called as grades are made. With `run_id`, only that
+    run's answers are graded."""
+    todo = _pending(store, judge, run_id)
     if not todo:
         return 0
     answers = _answers(store, sql.ANSWERS_TO_GRADE, [list(todo)])
@@ -592,14 +610,21 @@ def grade_pending(
     grades = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [pool.submit(judge_grade, the_judge, g, a, other(g, a)) for g, a in judged]
-        for future in as_completed(futures):
-            grade = future.result()
-            done += 1
-            if grade is not None:
-                grades.append(grade)
-            if len(grades) >= max(1, batch // 10):
-                written += _write(store, grades)
-                grades = []
-            if progress:
-                progress(done, total)
+        try:
+            for future in as_completed(futures):
+                grade = future.result()
+                done += 1
+                if grade is not None:
+                    grades.append(grade)
+                if len(grades) >= max(1, batch // 10):
+                    written += _write(store, grades)
+                    grades = []
+                if progress:
+                    progress(done, total)
+        except BaseException:
+            # A judge that fails (no key, no quota) fails every request: ask no more, keep what came.
+            for future in futures:
+                future.cancel()
+            _write(store, grades)
+            raise
     return written + _write(store, grades)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -140,6 +141,7 @@ class Judge:
             provider = make_provider(model)
         self.store, self.model, self.provider = store, model, provider
         self.asked = 0  # verdicts requested from the model (not from the cache)
+        self._lock = threading.Lock()  # grade_pending asks from several threads
 
     def ask(self, messages: list[Message]) -> str:
         key = judgement_id(self.model, messages)
@@ -147,7 +149,8 @@ class Judge:
         if cached is not None:
             return cached
         reply = self.provider.complete(messages, TEMPERATURE, MAX_TOKENS)
-        self.asked += 1
+        with self._lock:
+            self.asked += 1
         prompt = messages[-1]["content"] if len(messages) == 1 else json.dumps(messages, ensure_ascii=False)
         with self.store.writing() as con:
             con.execute(

@@ -572,3 +572,20 @@ def test_grade_pending_with_a_judge(tmp_path):
         con.execute("DELETE FROM grades WHERE grader LIKE 'judge_%'")
     assert grade_pending(store, judge="fake:judge", provider=fake) == 8
     assert len(fake.prompts) == 9
+
+
+def test_a_failing_judge_stops_and_keeps_what_was_graded(tmp_path):
+    from lib.providers.base import ProviderError
+
+    class NoKey(FakeJudge):
+        def complete(self, messages, temperature, max_tokens, seed=None):
+            super().complete(messages, temperature, max_tokens, seed)
+            raise ProviderError("auth", "fake (test) rejected the API key")
+
+    store, _ = build_store(tmp_path)
+    failing = NoKey()
+    with pytest.raises(ProviderError, match="rejected the API key"):
+        grade_pending(store, judge="fake:judge", provider=failing, workers=1)
+    assert store.scalar("SELECT count(*) FROM grades WHERE grader NOT LIKE 'judge_%'") == 12
+    assert store.scalar("SELECT count(*) FROM grades WHERE grader LIKE 'judge_%'") == 0
+    assert len(failing.prompts) < 8  # the remaining requests were cancelled
