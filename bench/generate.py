@@ -152,7 +152,7 @@ SELECT * FROM (
         row_number() OVER (PARTITION BY m.model_idx ORDER BY s.sample, p.ord, t.turn) AS rn
     FROM gen_models m, gen_probes p, range(?) s(sample), (VALUES (1), (2)) t(turn)
     WHERE t.turn = 1 OR p.task = 'are_you_sure'
-) WHERE rn <= ?"""
+) WHERE rn > ? AND rn <= ?"""
 
 # Latent draws: u is shared by every framing of one item (model, item, sample), so framings pair up;
 # v and w are the probe's own. Then the verdicts per task.
@@ -252,41 +252,56 @@ SELECT {_ID}, 'agree', $agree, CASE WHEN agrees IS NOT NULL THEN NOT agrees END,
     {_GRADED_AT}
 FROM keyed WHERE task = 'opinion'"""
 
-_RUNS = """INSERT INTO runs (run_id, created_at, updated_at, status, model, base_url, params, plan, n_planned,
-        n_cached, n_done, n_failed, estimate_usd, cost_usd, message, pid, cancel_requested)
+_RUNS = """INSERT OR IGNORE INTO runs (run_id, created_at, updated_at, status, model, base_url, params, plan,
+        n_planned, n_cached, n_done, n_failed, estimate_usd, cost_usd, message, pid, cancel_requested)
 SELECT run_id, min(created_at), max(created_at), 'done', model, NULL, $params, '{}', count(*), 0,
     count(*) FILTER (WHERE turn = 1), 0, NULL, coalesce(sum(cost_usd), 0), NULL, NULL, false
 FROM transcripts WHERE run_id LIKE 'bench-run-%' GROUP BY run_id, model"""
+
+
+def _fill(store: Store, models: pd.DataFrame, first: int, last: int) -> dict[str, int]:
+    """Add each model's transcripts number first + 1 to last (in its answering order), with grades."""
+    probes = _probe_table()
+    per_sample = int((probes["task"] == "are_you_sure").sum() + len(probes))
+    graders = {g: grading.GRADERS[g] for g in ("alias", "letter", "changed", "vader", "agree")}
+    starts = [i + 1 for i in range(len(FILLER) // 2) if i == 0 or FILLER[i - 2 : i] == ". "]
+    with store.writing() as con:
+        con.register("gen_probes", probes)
+        con.register("gen_models", models)
+        con.execute(_SLOTS, [math.ceil(last / per_sample), first, last])
+        con.execute(_DRAWS)
+        con.execute(_REPLIES, {"filler": FILLER, "starts": starts})
+        con.execute(_KEYED, {"params_key": json.dumps(PARAMS, sort_keys=True)})
+        con.execute(_TRANSCRIPTS, {"params": json.dumps(PARAMS)})
+        con.execute(_GRADES, graders | {"vader_label": grading.VADER_LABEL})
+        con.execute(_RUNS, {"params": json.dumps(PARAMS)})
+        return {
+            name: con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+            for name in ("items", "probes", "transcripts", "grades", "runs")
+        }
 
 
 def generate(path: Path, per_model: int, models: int = 10) -> dict[str, int]:
     """Build the synthetic store at `path` (which must not hold transcripts yet): the built-in sets,
     `models` x `per_model` transcripts with their grades, and one run per model. Returns counts."""
     store = Store(path, timeout=600)
+    if store.scalar("SELECT count(*) FROM transcripts"):
+        raise SystemExit(f"{path} already holds transcripts: generate into a new file")
     for set_id in SETS:
         probesets.save(store, probesets.get(set_id), probesets.get(set_id).load())
-    probes = _probe_table()
-    per_sample = int((probes["task"] == "are_you_sure").sum() + len(probes))
-    model_rows = _model_table(models)
-    graders = {g: grading.GRADERS[g] for g in ("alias", "letter", "changed", "vader", "agree")}
-    with store.writing() as con:
-        if con.execute("SELECT count(*) FROM transcripts").fetchall()[0][0]:
-            raise SystemExit(f"{path} already holds transcripts: generate into a new file")
-        con.register("gen_probes", probes)
-        con.register("gen_models", model_rows)
-        con.execute(_SLOTS, [math.ceil(per_model / per_sample), per_model])
-        con.execute(_DRAWS)
-        starts = [i + 1 for i in range(len(FILLER) // 2) if i == 0 or FILLER[i - 2 : i] == ". "]
-        con.execute(_REPLIES, {"filler": FILLER, "starts": starts})
-        con.execute(_KEYED, {"params_key": json.dumps(PARAMS, sort_keys=True)})
-        con.execute(_TRANSCRIPTS, {"params": json.dumps(PARAMS)})
-        con.execute(_GRADES, graders | {"vader_label": grading.VADER_LABEL})
-        con.execute(_RUNS, {"params": json.dumps(PARAMS)})
-        counts = {
-            name: con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
-            for name in ("items", "probes", "transcripts", "grades", "runs")
-        }
-    return counts
+    return _fill(store, _model_table(models), 0, per_model)
+
+
+def top_up(path: Path, model_idx: int, samples: int) -> str:
+    """Give one model of a generated store every probe of the built-in sets in `samples` samples
+    (the rows it lacks; the ones it has are the same rows again). Returns the model's name."""
+    store = Store(path, timeout=600)
+    model = _model_table(model_idx + 1).iloc[[model_idx]]
+    name = str(model["model"].iloc[0])
+    have = store.scalar("SELECT count(*) FROM transcripts WHERE model = ?", [name])
+    per_sample = int(sum(2 if task == "are_you_sure" else 1 for task in _probe_table()["task"]))
+    _fill(store, model, have, samples * per_sample)
+    return name
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,147 @@
+"""The runner's overhead, and the time to plan a big all-cached run.
+
+    python bench/bench_runner.py --prompts 30 --repeats 3 --max-tokens 48
+    python bench/bench_runner.py --plan-only data/bench/store-1m.duckdb
+
+Overhead: the same prompts (the first items of the built-in facts set, neutral framing) answered
+by the bundled model (a) through the runner: lib.runner.run with bundled:smollm2 at concurrency 1,
+which sends each request to llama-cpp-python's server and writes each transcript to a fresh store;
+(b) directly: llama_cpp.Llama in this process, create_chat_completion on the same messages as the
+runner sends them. Both: 2 threads, temperature 0, the same max_tokens, fixed seed; model load,
+server start and one warm-up request excluded. Ratio = runner probes/s over direct probes/s.
+
+Plan: lib.runner.plan of a run whose every probe-sample is in the store. The synthetic store holds
+100,000 transcripts per model, a little under the 16 samples of the built-in sets (105,856
+probe-samples); the bench first tops the first model up to them (generate.top_up), on a copy of the
+store so that the other benches keep their counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import generate  # noqa: E402
+from bench.timing import result, time_calls  # noqa: E402
+from lib import probesets, runner  # noqa: E402
+from lib.providers import bundled  # noqa: E402
+from lib.providers.openai_chat import instruction_prefill  # noqa: E402
+from lib.store import Store  # noqa: E402
+
+SET_ID = "builtin/facts-answer"
+SEED = 1234
+PLAN_SAMPLES = 16
+
+
+def _spec(prompts: int, max_tokens: int) -> runner.RunSpec:
+    return runner.RunSpec(
+        "bundled:smollm2", (SET_ID,), ("neutral",), limit=prompts, max_tokens=max_tokens, concurrency=1
+    )
+
+
+def _fresh_store(folder: Path, n: int) -> Store:
+    store = Store(folder / f"runner-{n}.duckdb")
+    probe_set = probesets.get(SET_ID)
+    probesets.save(store, probe_set, probe_set.load())
+    return store
+
+
+def overhead(prompts: int, repeats: int, max_tokens: int) -> list[dict[str, Any]]:
+    spec = _spec(prompts, max_tokens)
+    with tempfile.TemporaryDirectory() as folder:
+        store = _fresh_store(Path(folder), 0)
+        messages = [list(job.messages) for job in runner.plan(store, spec).jobs]
+        bundled.server()  # started (and its model loaded) before any timing
+        counter = iter(range(1, 1000))
+        tokens: dict[str, int] = {}
+
+        def through_runner() -> None:
+            fresh = _fresh_store(Path(folder), next(counter))
+            runner.run(fresh, spec)
+            tokens["runner"] = int(fresh.scalar("SELECT sum(completion_tokens) FROM transcripts"))
+
+        # warm-up: one request
+        bundled.BundledChat().complete(messages[0], 0.0, max_tokens)
+        runner_ms = time_calls(through_runner, repeats, warmup=0)
+        bundled.server().stop()
+
+    from llama_cpp import Llama
+
+    llm = Llama(
+        model_path=str(bundled.model_path()),
+        n_ctx=bundled.N_CTX,
+        n_threads=bundled.THREADS,
+        n_threads_batch=bundled.THREADS,
+        seed=SEED,
+        verbose=False,
+    )
+
+    def direct() -> None:
+        total = 0
+        for m in messages:
+            reply = llm.create_chat_completion(
+                messages=instruction_prefill(m), temperature=0.0, max_tokens=max_tokens, seed=SEED
+            )
+            total += reply["usage"]["completion_tokens"]
+        tokens["direct"] = total
+
+    llm.create_chat_completion(
+        messages=instruction_prefill(messages[0]), temperature=0.0, max_tokens=max_tokens
+    )
+    direct_ms = time_calls(direct, repeats, warmup=0)
+
+    rows = []
+    for case, times in (("through the runner", runner_ms), ("llama-cpp-python in process", direct_ms)):
+        key = "runner" if case.startswith("through") else "direct"
+        row = result("runner overhead", case, times, prompts=prompts, max_tokens=max_tokens)
+        row["probes_per_s"] = round(prompts / (row["median_ms"] / 1000), 2)
+        row["completion_tokens"] = tokens[key]
+        rows.append(row)
+    ratio = rows[0]["probes_per_s"] / rows[1]["probes_per_s"]
+    rows[0] |= {"ratio": round(ratio, 3), "target_ratio": 0.9, "met": ratio >= 0.9}
+    return rows
+
+
+def plan_time(path: Path, repeats: int) -> list[dict[str, Any]]:
+    """Time runner.plan of PLAN_SAMPLES samples of the built-in sets for the first model, all cached."""
+    with tempfile.TemporaryDirectory(dir=path.parent) as folder:
+        copy = Path(folder) / "plan.duckdb"
+        shutil.copy(path, copy)
+        model = generate.top_up(copy, 0, PLAN_SAMPLES)
+        store = Store(copy)
+        spec = runner.RunSpec(model, generate.SETS, samples=PLAN_SAMPLES, max_tokens=256)
+        first = runner.plan(store, spec)
+        times = time_calls(lambda: runner.plan(store, spec), repeats, warmup=0)
+        n = store.scalar("SELECT count(*) FROM transcripts")
+    row = result("plan", f"{first.n_probes:,}-probe run, all cached", times, 5000.0)
+    return [row | {"probes": first.n_probes, "to_send": first.n_to_send, "transcripts": n}]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prompts", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--plan-only", type=Path, metavar="STORE")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    rows = (
+        plan_time(args.plan_only, args.repeats)
+        if args.plan_only
+        else overhead(args.prompts, args.repeats, args.max_tokens)
+    )
+    for row in rows:
+        print(row)
+    print(f"({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
