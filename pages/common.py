@@ -18,7 +18,8 @@ from lib.store import Store, StoreError, default_path
 # Static CSS for presentation mode: larger text, no toolbar or sidebar. No model text goes here.
 _PRESENT_CSS = """<style>
 html { font-size: 21px; }
-[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stToolbar"],
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stMainMenu"],
+[data-testid="stAppDeployButton"],
 [data-testid="stDecoration"], [data-testid="stStatusWidget"], footer { display: none !important; }
 .block-container { padding-top: 2.5rem; max-width: 1500px; }
 </style>"""
@@ -30,9 +31,35 @@ def _open(path: str) -> Store:
     return Store(path)
 
 
+def pages(presenting: bool) -> Any:
+    """The app's navigation; app.py runs the page it returns."""
+    return st.navigation(
+        [
+            st.Page("pages/overview.py", title="Overview", icon=":material/insights:", default=True),
+            st.Page("pages/transcripts.py", title="Transcripts", icon=":material/forum:"),
+            st.Page("pages/compare.py", title="Compare models", icon=":material/compare:"),
+            st.Page("pages/run.py", title="Run probes", icon=":material/play_circle:"),
+            st.Page("pages/playground.py", title="Playground", icon=":material/science:"),
+            st.Page("pages/data.py", title="Data", icon=":material/database:"),
+        ],
+        position="top" if presenting else "sidebar",
+    )
+
+
+def _through_app() -> None:
+    """Until a session of this server has called st.navigation, Streamlit runs a deep-linked file of
+    pages/ on its own (its older multipage mode), without app.py. Such a run declares the
+    navigation and reruns, so that app.py routes the link."""
+    if not st.session_state.get("_via_app"):
+        pages(presenting())
+        st.session_state["_via_app"] = True
+        st.rerun()
+
+
 def store() -> Store:
     """The store at $SYCOSCOPE_DB (or the default file); a store that cannot be opened stops the page
     with the reason."""
+    _through_app()
     try:
         return _open(str(default_path()))
     except StoreError as e:
