@@ -512,8 +512,9 @@ def _grades(store: Store) -> dict[tuple[str, str], tuple]:
 
 def test_grade_pending_offline_then_nothing_new(tmp_path):
     store, ids = build_store(tmp_path)
+    assert grade_pending(store, run_id="another-run") == 0  # a run grades only its own answers
     seen = []
-    written = grade_pending(store, progress=lambda done, total: seen.append((done, total)))
+    written = grade_pending(store, progress=lambda done, total: seen.append((done, total)), run_id="run-1")
     grades = _grades(store)
     assert written == len(grades) == 12
     assert seen[-1] == (12, 12)
