@@ -21,7 +21,7 @@ html { font-size: 21px; }
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stMainMenu"],
 [data-testid="stAppDeployButton"],
 [data-testid="stDecoration"], [data-testid="stStatusWidget"], footer { display: none !important; }
-.block-container { padding-top: 2.5rem; max-width: 1500px; }
+.block-container { padding-top: 4.5rem; max-width: 1500px; }
 </style>"""
 
 
