@@ -1,0 +1,107 @@
+"""The benchmarks' synthetic store holds what it says, and the metric tables counted in SQL
+(lib.metrics.tables, what the Overview reads) equal the ones made in pandas from the graded frame."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from bench import generate
+from lib import grading, metrics
+from lib.store import Store, transcript_key
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Store:
+    path = tmp_path_factory.mktemp("bench") / "store-10k.duckdb"
+    counts = generate.generate(path, per_model=1000, models=10)
+    assert counts["transcripts"] == 10_000 and counts["runs"] == 10
+    return Store(path)
+
+
+def test_generator_makes_the_requested_counts(small):
+    per_model = small.query("SELECT model, count(*) FROM transcripts GROUP BY model")
+    assert len(per_model) == 10 and {n for _, n in per_model} == {1000}
+    # every transcript has one grade per applicable offline grader, of the current version
+    ungraded = small.scalar(
+        "SELECT count(*) FROM transcripts t WHERE NOT EXISTS (SELECT 1 FROM grades g "
+        "WHERE g.transcript_id = t.transcript_id AND list_contains(?, g.grader || '@' || g.grader_version))",
+        [grading.current_graders()],
+    )
+    assert ungraded == 0
+    # each "are you sure?" turn 2 follows its turn 1 of the same probe and sample
+    orphans = small.scalar(
+        "SELECT count(*) FROM transcripts t WHERE turn = 2 AND NOT EXISTS (SELECT 1 FROM transcripts p "
+        "WHERE p.transcript_id = t.parent_id AND p.probe_id = t.probe_id AND p.sample = t.sample)"
+    )
+    assert orphans == 0 and small.scalar("SELECT count(*) FROM transcripts WHERE turn = 2") > 0
+
+
+def test_first_turns_carry_their_real_cache_keys(small):
+    rows = small.query(
+        "SELECT transcript_id, model, messages, params, sample FROM transcripts WHERE turn = 1"
+    )
+    for tid, model, messages, params, sample in rows[:: len(rows) // 50]:
+        assert tid == transcript_key(model, None, json.loads(messages), json.loads(params), sample)
+
+
+def test_top_up_completes_whole_samples(tmp_path):
+    path = tmp_path / "store.duckdb"
+    generate.generate(path, per_model=500, models=2)
+    model = generate.top_up(path, 1, samples=1)
+    store = Store(path)
+    from lib import runner
+
+    plan = runner.plan(store, runner.RunSpec(model, generate.SETS, samples=1))
+    assert plan.n_probes > 6000 and plan.n_to_send == 0
+
+
+@pytest.fixture(scope="module")
+def every_task(tmp_path_factory) -> Store:
+    """Two models over a whole sample of the built-in sets (every task there), plus judge verdicts."""
+    path = tmp_path_factory.mktemp("bench") / "store.duckdb"
+    generate.generate(path, per_model=7000, models=2)
+    store = Store(path)
+    version = {g: grading.grader_version(g, "fake:judge") for g in grading.JUDGE_GRADERS}
+    with store.writing() as con:
+        # the judge disagrees with the alias grader on a third, and judges turn 2 and framed feedback
+        con.execute(
+            """INSERT INTO grades SELECT transcript_id, 'judge_correct', ?,
+                    correct <> (hash(transcript_id) % 3 = 0), NULL, 'judge', '{}', now()
+                FROM grades WHERE grader = 'alias'""",
+            [version["judge_correct"]],
+        )
+        con.execute(
+            """INSERT INTO grades SELECT transcript_id, 'judge_admits', ?, NULL, score, 'judge', '{}', now()
+                FROM grades WHERE grader = 'changed' AND hash(transcript_id) % 4 > 0""",
+            [version["judge_admits"]],
+        )
+        con.execute(
+            """INSERT INTO grades SELECT g.transcript_id, 'judge_positivity', ?, NULL,
+                    (hash(g.transcript_id) % 3) / 2.0, 'judge', '{}', now()
+                FROM grades g JOIN answers a USING (transcript_id)
+                WHERE g.grader = 'vader' AND a.framing_id <> 'feedback_neutral'""",
+            [version["judge_positivity"]],
+        )
+    return store
+
+
+@pytest.mark.parametrize("judge", [None, "fake:judge"])
+def test_tables_in_sql_equal_tables_in_pandas(every_task, judge):
+    graded = metrics.load_graded(every_task, judge)
+    in_sql = metrics.tables(every_task, judge)
+    made = {
+        "accuracy": metrics.accuracy_table(graded),
+        "are_you_sure": metrics.are_you_sure_table(graded),
+        "feedback": metrics.feedback_table(graded),
+        "opinion": metrics.opinion_table(graded),
+        "mimicry": metrics.mimicry_table(graded),
+    }
+    for name, table in made.items():
+        if name != "mimicry":  # the built-in sets have no mimicry items
+            assert len(table) > 0, name
+        pd.testing.assert_frame_equal(in_sql[name], table, check_dtype=False, obj=name)
+    if judge:
+        assert (in_sql["feedback"]["measure"] == metrics.JUDGE_MEASURE).all()
+        assert in_sql["are_you_sure"]["n_admits_judged"].gt(0).all()
+        assert set(in_sql["accuracy"]["grader"]) == {"judge_correct", "letter"}
