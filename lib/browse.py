@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from lib import framings, metrics, sql
+from lib import framings, metrics, sql, tablecache
 from lib.items import Message
 from lib.store import Store
 
@@ -233,15 +233,9 @@ def answer_key(store: Store, transcript_id: str) -> dict[str, Any] | None:
 
 
 def metric_tables(store: Store, judge: str | None = None) -> dict[str, pd.DataFrame]:
-    """The metric tables of lib.metrics (small: one row per model x set x framing)."""
-    graded = metrics.load_graded(store, judge)
-    return {
-        "accuracy": metrics.accuracy_table(graded),
-        "are_you_sure": metrics.are_you_sure_table(graded),
-        "feedback": metrics.feedback_table(graded),
-        "opinion": metrics.opinion_table(graded),
-        "mimicry": metrics.mimicry_table(graded),
-    }
+    """The metric tables of lib.metrics (small: one row per model x set x framing), counted in SQL and
+    kept beside the store until its data change (lib.tablecache)."""
+    return tablecache.tables(store, judge)
 
 
 def run_accuracy(store: Store, model: str, set_ids: list[str], judge: str | None = None) -> pd.DataFrame:
