@@ -665,3 +665,14 @@ def test_graders_read_a_perez_row(tmp_path):
         )  # fmt: skip
         grade = grading.offline_grade("agree", answer)
         assert (grade.label, grade.correct) == (label, None)  # Perez has no right answer
+
+
+def test_an_item_without_the_truth_its_grader_reads_is_named(tmp_path):
+    store = Store(tmp_path / "bad.duckdb")
+    item = Item("bad#0", "bad", "mimicry", "A poem", {"attribution": "Emily Dickinson"})
+    probe = Probe(item.item_id, "wrong_attribution", (user("I love this poem by Sylvia Plath."),))
+    store.ingest("bad", "mimicry", "bad", "builtin", None, [(item, [probe])])
+    with store.writing() as con:
+        _insert(con, probe.probe_id, list(probe.messages), "A poem by Plath.")
+    with pytest.raises(ValueError, match=r"item bad#0.*mimicry.*no 'incorrect_attribution'.*attribution"):
+        grade_pending(store)
