@@ -244,16 +244,20 @@ DATA_VERSION = """SELECT (SELECT count(*) FROM transcripts), (SELECT max(created
 MODELS = "SELECT DISTINCT model FROM transcripts ORDER BY model"
 MODELS_OF_SET = """SELECT DISTINCT t.model FROM transcripts t JOIN probes p USING (probe_id)
     WHERE p.set_id = $set_id ORDER BY t.model"""
+# The grade of each transcript that `of` (a query of transcript ids) names: joining those first keeps
+# a page that shows a few answers from grouping the grades of millions.
 _CURRENT_GRADE = """SELECT transcript_id, bool_and(correct) AS correct,
         string_agg(grader || ': ' || coalesce(label, CASE WHEN correct THEN 'correct'
             WHEN NOT correct THEN 'incorrect' ELSE '-' END), '; ' ORDER BY grader) AS grade
-    FROM grades WHERE list_contains($graders::VARCHAR[], grader || '@' || grader_version)
+    FROM ({of}) JOIN grades USING (transcript_id)
+    WHERE list_contains($graders::VARCHAR[], grader || '@' || grader_version)
     GROUP BY transcript_id"""
 # Answers under the filters, each with its grade and, for a framed answer, its baseline's grade
 # (the baseline answer of the same item, model, server, parameters and sample).
-_BROWSE = f"""WITH g AS ({_CURRENT_GRADE}),
-    a AS (SELECT * FROM answers a WHERE ($model IS NULL OR a.model = $model)
-        AND ($set_id IS NULL OR a.set_id = $set_id)),
+_BROWSE = f"""WITH a AS (SELECT * FROM answers a WHERE ($model IS NULL OR a.model = $model)
+        AND ($set_id IS NULL OR a.set_id = $set_id)
+        AND ($framing_id IS NULL OR a.framing_id = $framing_id OR list_contains($baselines, a.framing_id))),
+    g AS ({_CURRENT_GRADE.format(of="SELECT transcript_id FROM a")}),
     rows AS (
     SELECT a.transcript_id, a.model, a.set_id, a.item_id, i.position, a.framing_id, a.sample, a.turn,
         a.text, a.response, a.created_at, g.correct, g.grade, b.correct AS baseline_correct,
@@ -285,16 +289,19 @@ ITEMS_PAGE = """SELECT item_id, position, left(text, 200) AS text FROM items
 ITEMS_COUNT = """SELECT count(*) FROM items
     WHERE set_id = $set_id AND ($search IS NULL OR contains(lower(text), lower($search)))"""
 # Every answer to one item (a few models x framings x samples), with its grade.
-ITEM_ANSWERS = f"""WITH g AS ({_CURRENT_GRADE})
+_OF_ITEM = """SELECT t.transcript_id FROM transcripts t JOIN probes p USING (probe_id)
+    WHERE p.item_id = $item_id"""
+ITEM_ANSWERS = f"""WITH ids AS MATERIALIZED ({_OF_ITEM}), g AS ({_CURRENT_GRADE.format(of="FROM ids")})
     SELECT a.transcript_id, a.model, a.base_url, a.params::VARCHAR AS params, a.framing_id, a.sample,
         a.turn, a.parent_id, a.messages, a.response, a.prompt_tokens, a.completion_tokens,
         a.latency_ms, a.cost_usd, a.created_at, g.correct, g.grade
     FROM answers a LEFT JOIN g USING (transcript_id)
     WHERE a.item_id = $item_id AND (len($models::VARCHAR[]) = 0 OR list_contains($models, a.model))
     ORDER BY a.model, a.framing_id, a.sample, a.turn LIMIT $limit"""
-ITEM_GRADES = """SELECT g.transcript_id, g.grader, g.grader_version, g.correct, g.score, g.label
-    FROM grades g JOIN transcripts t USING (transcript_id) JOIN probes p USING (probe_id)
-    WHERE p.item_id = $item_id AND list_contains($graders::VARCHAR[], g.grader || '@' || g.grader_version)
+ITEM_GRADES = f"""WITH ids AS MATERIALIZED ({_OF_ITEM})
+    SELECT g.transcript_id, g.grader, g.grader_version, g.correct, g.score, g.label
+    FROM ids JOIN grades g USING (transcript_id)
+    WHERE list_contains($graders::VARCHAR[], g.grader || '@' || g.grader_version)
     ORDER BY g.transcript_id, g.grader"""
 HEALTH = """SELECT (SELECT count(*) FROM transcripts t WHERE NOT EXISTS (SELECT 1 FROM grades g
         WHERE g.transcript_id = t.transcript_id
@@ -306,7 +313,7 @@ HEALTH = """SELECT (SELECT count(*) FROM transcripts t WHERE NOT EXISTS (SELECT 
     (SELECT count(*) FROM runs WHERE status = 'running') AS running"""
 ERRORS_RECENT = """SELECT created_at, model, kind, message, probe_id, run_id FROM errors
     ORDER BY created_at DESC LIMIT $limit"""
-EXPORT = f"""WITH g AS ({_CURRENT_GRADE})
+EXPORT = f"""WITH g AS ({_CURRENT_GRADE.format(of="SELECT transcript_id FROM transcripts")})
     SELECT a.transcript_id, a.run_id, a.model, a.base_url, a.params::VARCHAR AS params, a.set_id,
         a.task, a.item_id, a.framing_id, a.sample, a.turn, a.parent_id, a.text, a.truth::VARCHAR AS truth,
         a.messages::VARCHAR AS messages, a.response, a.prompt_tokens, a.completion_tokens, a.latency_ms,
