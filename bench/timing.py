@@ -26,6 +26,14 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[flo
     return times
 
 
+def time_within(fn: Callable[[], Any], repeats: int, budget_s: float) -> list[float]:
+    """Like time_calls, but fewer repeats (at least 3) when `repeats` calls would take longer than
+    `budget_s`, judging by the first call, which is timed too."""
+    first = time_calls(fn, 1, warmup=0)
+    fit = int(budget_s * 1000 / max(first[0], 1e-3))
+    return first + time_calls(fn, max(2, min(repeats, fit) - 1), warmup=0)
+
+
 def p95(times: list[float]) -> float:
     """The 95th percentile by nearest rank: with 20 samples, the second largest."""
     ordered = sorted(times)
