@@ -65,10 +65,7 @@ def pages(store: Store) -> dict[str, Callable[[], Any]]:
         return page
 
     def side_by_side() -> None:
-        key = browse.answer_key(store, opened)
-        browse.item(store, key["item_id"])
-        browse.item_answers(store, key["item_id"], graders, [key["model"]])
-        browse.item_grades(store, key["item_id"], graders)
+        browse.side_by_side(store, opened, graders)
 
     def compare() -> None:
         common()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -120,7 +122,12 @@ def count_items(store: Store, set_id: str, search: str | None = None) -> int:
 
 def item(store: Store, item_id: str) -> dict[str, Any] | None:
     """An item with its ground truth and source row decoded, or None if the store has no such item."""
-    rows = store.frame(sql.ITEM, {"item_id": item_id})
+    with store.reading() as con:
+        return _item(con, item_id)
+
+
+def _item(con: duckdb.DuckDBPyConnection, item_id: str) -> dict[str, Any] | None:
+    rows = con.execute(sql.ITEM, {"item_id": item_id}).df()
     if rows.empty:
         return None
     row = rows.iloc[0].to_dict()
@@ -139,13 +146,60 @@ def item_answers(
     store: Store, item_id: str, graders: list[str], models: list[str] | None = None, limit: int = 500
 ) -> pd.DataFrame:
     """Every answer to an item (of the given models, or all), each with its grade."""
-    params = {"item_id": item_id, "graders": list(graders), "models": list(models or []), "limit": limit}
-    return store.frame(sql.ITEM_ANSWERS, params)
+    with store.reading() as con:
+        return _item_answers(con, item_id, graders, models, limit)
+
+
+def _item_answers(
+    con: duckdb.DuckDBPyConnection, item_id: str, graders: list[str], models: list[str] | None, limit: int
+) -> pd.DataFrame:
+    params = {"item_id": item_id, "models": list(models or []), "limit": limit}
+    rows = con.execute(sql.ITEM_ANSWERS, params).df()
+    ids = _named(rows["transcript_id"])
+    grades = con.execute(sql.current_grade_of(len(ids)), ids | {"graders": list(graders)}).df()
+    return rows.merge(grades, on="transcript_id", how="left")
 
 
 def item_grades(store: Store, item_id: str, graders: list[str]) -> pd.DataFrame:
     """Each current grader's verdict on each answer to an item."""
-    return store.frame(sql.ITEM_GRADES, {"item_id": item_id, "graders": list(graders)})
+    with store.reading() as con:
+        ids = [r[0] for r in con.execute(sql.ITEM_TRANSCRIPTS, {"item_id": item_id}).fetchall()]
+        return _grades_of(con, ids, graders)
+
+
+def _grades_of(
+    con: duckdb.DuckDBPyConnection, ids: list[str] | pd.Series, graders: list[str]
+) -> pd.DataFrame:
+    named = _named(ids)
+    return con.execute(sql.grades_of(len(named)), named | {"graders": list(graders)}).df()
+
+
+def _named(ids: Sequence[str]) -> dict[str, str]:
+    """Transcript ids as the parameters $t0, $t1, ... of sql.current_grade_of and sql.grades_of."""
+    return {f"t{i}": tid for i, tid in enumerate(ids)}
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """What the Transcripts page shows of one opened answer."""
+
+    key: dict[str, Any]  # its item, model, framing and sample (answer_key)
+    item: dict[str, Any] | None  # the item (item)
+    answers: pd.DataFrame  # the model's answers to the item, with grades (item_answers)
+    grades: pd.DataFrame  # each current grader's verdict on those answers (item_grades)
+
+
+def side_by_side(store: Store, transcript_id: str, graders: list[str]) -> SideBySide | None:
+    """An answer with what is set beside it: its item and the same model's other answers to it, read
+    in one visit to the store (each visit opens the file). None if there is no such transcript."""
+    with store.reading() as con:
+        rows = con.execute(sql.ANSWER_KEY, {"transcript_id": transcript_id}).df()
+        if rows.empty:
+            return None
+        key = rows.iloc[0].to_dict()
+        answers = _item_answers(con, key["item_id"], graders, [key["model"]], 500)
+        grades = _grades_of(con, answers["transcript_id"].tolist(), graders)
+        return SideBySide(key, _item(con, key["item_id"]), answers, grades)
 
 
 def answer(answers: pd.DataFrame, model: str, framing_id: str, sample: int = 0) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ Sections: the schema and its migrations; ingest; runs and transcripts; grades; t
 pages and the command line read.
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # ---------------------------------------------------------------------------------------------
 # Schema. A transcript's id is its cache key (lib.store.transcript_key): inserting one that exists does
@@ -56,6 +56,8 @@ SCHEMA = [
         FROM transcripts t JOIN probes p USING (probe_id) JOIN items i USING (item_id)""",
     "CREATE INDEX IF NOT EXISTS transcripts_probe ON transcripts (probe_id)",
     "CREATE INDEX IF NOT EXISTS probes_item ON probes (item_id)",
+    # One transcript's grades without reading them all (lib.browse.side_by_side, grades_of).
+    "CREATE INDEX IF NOT EXISTS grades_transcript ON grades (transcript_id)",
 ]
 
 GET_VERSION = "SELECT value FROM meta WHERE key = 'schema_version'"
@@ -63,7 +65,9 @@ SET_VERSION = "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)"
 TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
 
 # from version -> statements that bring a store to version + 1
-MIGRATIONS: dict[int, list[str]] = {}
+MIGRATIONS: dict[int, list[str]] = {
+    1: ["CREATE INDEX IF NOT EXISTS grades_transcript ON grades (transcript_id)"],
+}
 
 # ---------------------------------------------------------------------------------------------
 # Ingest
@@ -249,15 +253,40 @@ MODELS_OF_SET = """SELECT DISTINCT t.model FROM transcripts t JOIN probes p USIN
 _CURRENT_GRADE = """SELECT transcript_id, bool_and(correct) AS correct,
         string_agg(grader || ': ' || coalesce(label, CASE WHEN correct THEN 'correct'
             WHEN NOT correct THEN 'incorrect' ELSE '-' END), '; ' ORDER BY grader) AS grade
-    FROM ({of}) JOIN grades USING (transcript_id)
+    FROM {grades}
     WHERE list_contains($graders::VARCHAR[], grader || '@' || grader_version)
     GROUP BY transcript_id"""
+
+
+def _joined(of: str) -> str:
+    return f"({of}) JOIN grades USING (transcript_id)"
+
+
+def _listed(n: int) -> str:
+    """The grades of n transcripts given as $t0, $t1, ...: a list of values, which DuckDB looks up in
+    the grades_transcript index where a join would read every grade."""
+    names = ", ".join(f"$t{i}" for i in range(n)) or "NULL"
+    return f"(SELECT * FROM grades WHERE transcript_id IN ({names}))"
+
+
+def current_grade_of(n: int) -> str:
+    """The grade of n transcripts ($t0 ... and $graders), as the pages show it."""
+    return _CURRENT_GRADE.format(grades=_listed(n))
+
+
+def grades_of(n: int) -> str:
+    """Each current grader's verdict on n transcripts ($t0 ... and $graders)."""
+    return f"""SELECT transcript_id, grader, grader_version, correct, score, label FROM {_listed(n)}
+    WHERE list_contains($graders::VARCHAR[], grader || '@' || grader_version)
+    ORDER BY transcript_id, grader"""
+
+
 # Answers under the filters, each with its grade and, for a framed answer, its baseline's grade
 # (the baseline answer of the same item, model, server, parameters and sample).
 _BROWSE = f"""WITH a AS (SELECT * FROM answers a WHERE ($model IS NULL OR a.model = $model)
         AND ($set_id IS NULL OR a.set_id = $set_id)
         AND ($framing_id IS NULL OR a.framing_id = $framing_id OR list_contains($baselines, a.framing_id))),
-    g AS ({_CURRENT_GRADE.format(of="SELECT transcript_id FROM a")}),
+    g AS ({_CURRENT_GRADE.format(grades=_joined("SELECT transcript_id FROM a"))}),
     rows AS (
     SELECT a.transcript_id, a.model, a.set_id, a.item_id, i.position, a.framing_id, a.sample, a.turn,
         a.text, a.response, a.created_at, g.correct, g.grade, b.correct AS baseline_correct,
@@ -288,21 +317,16 @@ ITEMS_PAGE = """SELECT item_id, position, left(text, 200) AS text FROM items
     ORDER BY position LIMIT $limit OFFSET $offset"""
 ITEMS_COUNT = """SELECT count(*) FROM items
     WHERE set_id = $set_id AND ($search IS NULL OR contains(lower(text), lower($search)))"""
-# Every answer to one item (a few models x framings x samples), with its grade.
-_OF_ITEM = """SELECT t.transcript_id FROM transcripts t JOIN probes p USING (probe_id)
-    WHERE p.item_id = $item_id"""
-ITEM_ANSWERS = f"""WITH ids AS MATERIALIZED ({_OF_ITEM}), g AS ({_CURRENT_GRADE.format(of="FROM ids")})
-    SELECT a.transcript_id, a.model, a.base_url, a.params::VARCHAR AS params, a.framing_id, a.sample,
-        a.turn, a.parent_id, a.messages, a.response, a.prompt_tokens, a.completion_tokens,
-        a.latency_ms, a.cost_usd, a.created_at, g.correct, g.grade
-    FROM answers a LEFT JOIN g USING (transcript_id)
+# Every answer to one item (a few models x framings x samples); lib.browse adds their grades (with
+# current_grade_of and grades_of, which find them in the grades_transcript index).
+ITEM_ANSWERS = """SELECT a.transcript_id, a.model, a.base_url, a.params::VARCHAR AS params, a.framing_id,
+        a.sample, a.turn, a.parent_id, a.messages, a.response, a.prompt_tokens, a.completion_tokens,
+        a.latency_ms, a.cost_usd, a.created_at
+    FROM answers a
     WHERE a.item_id = $item_id AND (len($models::VARCHAR[]) = 0 OR list_contains($models, a.model))
     ORDER BY a.model, a.framing_id, a.sample, a.turn LIMIT $limit"""
-ITEM_GRADES = f"""WITH ids AS MATERIALIZED ({_OF_ITEM})
-    SELECT g.transcript_id, g.grader, g.grader_version, g.correct, g.score, g.label
-    FROM ids JOIN grades g USING (transcript_id)
-    WHERE list_contains($graders::VARCHAR[], g.grader || '@' || g.grader_version)
-    ORDER BY g.transcript_id, g.grader"""
+ITEM_TRANSCRIPTS = """SELECT t.transcript_id FROM transcripts t JOIN probes p USING (probe_id)
+    WHERE p.item_id = $item_id ORDER BY t.transcript_id"""
 HEALTH = """SELECT (SELECT count(*) FROM transcripts t WHERE NOT EXISTS (SELECT 1 FROM grades g
         WHERE g.transcript_id = t.transcript_id
         AND list_contains($graders::VARCHAR[], g.grader || '@' || g.grader_version))) AS ungraded,
@@ -313,7 +337,7 @@ HEALTH = """SELECT (SELECT count(*) FROM transcripts t WHERE NOT EXISTS (SELECT 
     (SELECT count(*) FROM runs WHERE status = 'running') AS running"""
 ERRORS_RECENT = """SELECT created_at, model, kind, message, probe_id, run_id FROM errors
     ORDER BY created_at DESC LIMIT $limit"""
-EXPORT = f"""WITH g AS ({_CURRENT_GRADE.format(of="SELECT transcript_id FROM transcripts")})
+EXPORT = f"""WITH g AS ({_CURRENT_GRADE.format(grades="grades")})
     SELECT a.transcript_id, a.run_id, a.model, a.base_url, a.params::VARCHAR AS params, a.set_id,
         a.task, a.item_id, a.framing_id, a.sample, a.turn, a.parent_id, a.text, a.truth::VARCHAR AS truth,
         a.messages::VARCHAR AS messages, a.response, a.prompt_tokens, a.completion_tokens, a.latency_ms,

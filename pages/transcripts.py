@@ -83,18 +83,16 @@ else:
 opened = common.param("open")
 if opened:
     st.divider()
-    key = common.cached(browse.answer_key, opened)
-    if key is None:
+    view = common.cached(browse.side_by_side, opened, graders)
+    if view is None:
         st.warning("The transcript in the link (open=…) is not in this store.")
     else:
+        key, item, answers, grades = view.key, view.item, view.answers, view.grades
         head = st.columns([8, 1])
         head[0].subheader(f"{key['item_id']} · {key['model']} · {framing_label(key['framing_id'])}")
         if head[1].button("Close", key="close"):
             common.set_param("open", None)
             st.rerun()
-        item = common.cached(browse.item, key["item_id"])
-        answers = common.cached(browse.item_answers, key["item_id"], graders, [key["model"]])
-        grades = common.cached(browse.item_grades, key["item_id"], graders)
         baseline = browse.baseline_of(key["framing_id"])
         framed_id = key["framing_id"] if key["framing_id"] != baseline else None
         if framed_id is None:
