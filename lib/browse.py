@@ -58,6 +58,11 @@ class Filters:
     flips_only: bool = False  # framed answers that are wrong where the baseline answer was right
     grade: str | None = None  # one of GRADE_FILTERS
 
+    @property
+    def by_grade(self) -> bool:
+        """Whether the filters read grades (a page without such filters reads only the grades it shows)."""
+        return self.flips_only or self.grade is not None
+
     def params(self, graders: list[str]) -> dict[str, Any]:
         if self.grade is not None and self.grade not in GRADE_FILTERS:
             raise ValueError(f"grade filter {self.grade!r}: expected one of {', '.join(GRADE_FILTERS)}")
@@ -96,7 +101,10 @@ def n_pages(total: int, page_size: int = PAGE_SIZE) -> int:
 
 
 def count_transcripts(store: Store, filters: Filters, graders: list[str]) -> int:
-    return int(store.scalar(sql.BROWSE_COUNT, filters.params(graders)))
+    params = filters.params(graders)
+    if filters.by_grade:
+        return int(store.scalar(sql.BROWSE_COUNT, params))
+    return int(store.scalar(sql.BROWSE_COUNT_UNGRADED, {k: params[k] for k in _MATCHING}))
 
 
 def transcripts(
@@ -105,7 +113,44 @@ def transcripts(
     """One page (0-based) of answers under the filters, texts shortened, each with its grade, its
     baseline's grade and whether it flipped."""
     params = filters.params(graders) | {"limit": page_size, "offset": max(0, page) * page_size}
-    return store.frame(sql.BROWSE_PAGE, params)
+    if filters.by_grade:
+        return store.frame(sql.BROWSE_PAGE, params)
+    with store.reading() as con:
+        keep = (*_MATCHING, "baselines", "limit", "offset")
+        rows = con.execute(sql.BROWSE_PAGE_UNGRADED, {k: params[k] for k in keep}).df()
+        shown = pd.concat([rows["transcript_id"], rows["baseline_id"].dropna()]).unique().tolist()
+        ids = _named(shown)
+        grades = con.execute(sql.current_grade_of(len(ids)), ids | {"graders": list(graders)}).df()
+    grades = grades.set_index("transcript_id")
+    correct = rows["transcript_id"].map(grades["correct"]).astype("boolean")
+    baseline = rows["baseline_id"].map(grades["correct"]).astype("boolean")
+    return rows.assign(
+        correct=correct,
+        baseline_correct=baseline,
+        flip=(baseline & ~correct).fillna(False).astype(bool),  # right at baseline, wrong here
+        grade=rows["transcript_id"].map(grades["grade"]),
+    )[PAGE_COLUMNS]
+
+
+PAGE_COLUMNS = [
+    "transcript_id",
+    "model",
+    "set_id",
+    "item_id",
+    "framing_id",
+    "sample",
+    "turn",
+    "text",
+    "response",
+    "correct",
+    "baseline_correct",
+    "flip",
+    "grade",
+    "created_at",
+]
+
+
+_MATCHING = ("model", "set_id", "framing_id", "search")  # the parameters of sql._MATCHING
 
 
 def items(

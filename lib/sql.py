@@ -310,6 +310,33 @@ BROWSE_PAGE = f"""SELECT transcript_id, model, set_id, item_id, framing_id, samp
         created_at
     FROM ({_BROWSE}) ORDER BY set_id, position, item_id, model, framing_id, sample, turn
     LIMIT $limit OFFSET $offset"""
+# The same without a grade or flips filter (lib.browse picks these then): the page of answers is chosen
+# first, with the transcript id of each one's baseline answer; lib.browse then reads only their grades
+# (current_grade_of), not those of every answer that matches.
+_MATCHING = """FROM answers a JOIN items i USING (item_id)
+    WHERE ($model IS NULL OR a.model = $model) AND ($set_id IS NULL OR a.set_id = $set_id)
+        AND ($framing_id IS NULL OR a.framing_id = $framing_id)
+        AND ($search IS NULL OR contains(lower(a.response), lower($search))
+             OR contains(lower(a.text), lower($search)))"""
+BROWSE_COUNT_UNGRADED = f"SELECT count(*) {_MATCHING}"
+BROWSE_PAGE_UNGRADED = f"""WITH page AS (
+        SELECT a.transcript_id, a.model, a.base_url, a.params::VARCHAR AS params, a.set_id, a.item_id,
+            i.position, a.framing_id, a.sample, a.turn, a.text, a.response, a.created_at
+        {_MATCHING}
+        ORDER BY a.set_id, i.position, a.item_id, a.model, a.framing_id, a.sample, a.turn
+        LIMIT $limit OFFSET $offset)
+    SELECT p.transcript_id, p.model, p.set_id, p.item_id, p.framing_id, p.sample, p.turn,
+        left(p.text, 160) AS text, left(p.response, 240) AS response, b.transcript_id AS baseline_id,
+        p.created_at
+    FROM page p LEFT JOIN (
+        SELECT b.transcript_id, b.item_id, b.model, b.base_url, b.params::VARCHAR AS params, b.sample
+        FROM answers b
+        WHERE b.item_id IN (SELECT item_id FROM page)
+            AND list_contains($baselines::VARCHAR[], b.framing_id)) b
+    ON NOT list_contains($baselines::VARCHAR[], p.framing_id) AND b.item_id = p.item_id
+        AND b.model = p.model AND b.base_url IS NOT DISTINCT FROM p.base_url AND b.params = p.params
+        AND b.sample = p.sample
+    ORDER BY p.set_id, p.position, p.item_id, p.model, p.framing_id, p.sample, p.turn"""
 ITEM = "SELECT item_id, set_id, task, position, text, truth, source FROM items WHERE item_id = $item_id"
 ITEM_PROBES = "SELECT framing_id, messages FROM probes WHERE item_id = $item_id ORDER BY framing_id"
 ITEMS_PAGE = """SELECT item_id, position, left(text, 200) AS text FROM items

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bench import generate
-from lib import grading, metrics
+from lib import browse, grading, metrics, sql
 from lib.store import Store, transcript_key
 
 
@@ -105,3 +105,28 @@ def test_tables_in_sql_equal_tables_in_pandas(every_task, judge):
         assert (in_sql["feedback"]["measure"] == metrics.JUDGE_MEASURE).all()
         assert in_sql["are_you_sure"]["n_admits_judged"].gt(0).all()
         assert set(in_sql["accuracy"]["grader"]) == {"judge_correct", "letter"}
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        browse.Filters(),
+        browse.Filters(set_id="builtin/facts-answer", framing_id="suggests_wrong"),
+        browse.Filters(model=generate.MODEL_NAMES[1], search="apologize"),
+    ],
+)
+def test_transcript_pages_read_only_their_grades_yet_equal_the_full_query(every_task, filters):
+    graders = grading.current_graders()
+    for page in (0, 1):
+        params = filters.params(graders) | {"limit": browse.PAGE_SIZE, "offset": page * browse.PAGE_SIZE}
+        full = every_task.frame(sql.BROWSE_PAGE, params)
+        shown = browse.transcripts(every_task, filters, graders, page)
+        assert len(full) > 0
+        pd.testing.assert_frame_equal(shown, full, check_dtype=False)
+    assert browse.count_transcripts(every_task, filters, graders) == every_task.scalar(
+        sql.BROWSE_COUNT, filters.params(graders)
+    )
+    # the store's flips show up on the unfiltered pages of framed answers
+    if filters.framing_id:
+        flips = every_task.frame(sql.BROWSE_PAGE, filters.params(graders) | {"limit": 10_000, "offset": 0})
+        assert flips["flip"].any()
