@@ -129,14 +129,23 @@ def markdown(rows: list[dict[str, Any]], about: dict[str, Any], minutes: float) 
     return "\n".join(lines)
 
 
+ABOUT = """## Benchmarks
+
+`make bench` runs every script of `bench/` (`python bench/run_all.py`; `--sizes 10k,100k` and `--quick`
+go faster). The stores are synthetic (`bench/generate.py`): the built-in sets answered by 10 simulated
+models, 1,000 to 100,000 transcripts each, with realistic reply lengths, current-version grades and
+sycophancy that varies by model and framing. Results land in `bench/results/` (JSON and this table).
+"""
+
+
 def paste(table: str) -> None:
     """Replace the README's benchmark section (or add one at the end)."""
     text = README.read_text(encoding="utf-8") if README.exists() else ""
-    section = f"{START}\n{table}\n{END}"
+    section = f"{START}\n{ABOUT}\n{table}\n{END}"
     if START in text and END in text:
         text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
     else:
-        text = text.rstrip("\n") + "\n\n## Benchmarks\n\n" + section + "\n"
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
     README.write_text(text, encoding="utf-8")
 
 
