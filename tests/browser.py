@@ -1,0 +1,167 @@
+"""The real dashboard in a real browser, for the end-to-end test and the README screenshots: the
+Streamlit server as a subprocess on a free port, Debian's headless Chromium through Playwright, and
+waits on the state the Streamlit front end itself reports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+START_TIMEOUT = 90.0
+WAIT_MS = 60_000  # a page rerun on two busy cores (the bundled model answering) can take seconds
+expect.set_options(timeout=WAIT_MS)  # every wait in the browser tests, unless told otherwise
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+            return reply.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
+@contextmanager
+def dashboard(db: Path, log: Path) -> Iterator[str]:
+    """`streamlit run app.py` on the store at `db`, its output in `log`; yields its base URL. The
+    server runs in its own process group, so that the bundled model's server it may start goes
+    with it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false",
+        # other work in the tree must not rerun the pages under the test
+        "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    env = {**os.environ, "SYCOSCOPE_DB": str(db)}
+    env.pop("SYCOSCOPE_BUNDLED_URL", None)  # the server starts its own bundled model
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while not _healthy(url):
+                if server.poll() is not None:
+                    raise RuntimeError(f"streamlit exited with {server.returncode}; see {log}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"streamlit did not answer on {url} in {START_TIMEOUT:.0f} s; see {log}"
+                    )
+                time.sleep(0.2)
+            yield url
+        finally:
+            _stop(server)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """The server's whole process group: SIGTERM, then SIGKILL if it lingers."""
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def settle(page: Page, timeout: float = WAIT_MS) -> None:
+    """Wait until the app is connected and no script run is going on. A fragment that reruns on a
+    timer makes this briefly false now and then; callers wait for what they expect to see first."""
+    app = page.get_by_test_id("stApp")
+    expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=timeout)
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout)
+
+
+def open_url(page: Page, url: str, title: str) -> None:
+    """Go to `url` and wait for the page's title and the end of its first run."""
+    page.goto(url)
+    expect(page.get_by_role("heading", name=title, level=1)).to_be_visible(timeout=WAIT_MS)
+    settle(page)
+
+
+def widget(page: Page, key: str) -> Locator:
+    """The element of the widget with this key (Streamlit gives it the class st-key-<key>)."""
+    return page.locator(f".st-key-{key}")
+
+
+def choose(page: Page, key: str, option: str) -> None:
+    """Pick `option` (its shown text) in the selectbox or multiselect with this key."""
+    widget(page, key).get_by_role("combobox").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    # A multiselect keeps its list open: a click beside it closes it (Escape would stop the rerun).
+    page.locator("h1").click(position={"x": 5, "y": 5})  # CSS: the open list hides the rest from ARIA
+
+
+def problems(page: Page) -> list[str]:
+    """The text of every exception and error alert on the page."""
+    found = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]')
+    return [found.nth(i).inner_text() for i in range(found.count())]
+
+
+def charts_drawn(page: Page, timeout: float = WAIT_MS) -> None:
+    """Wait until every Plotly chart on the page has drawn its SVG."""
+    charts = page.get_by_test_id("stPlotlyChart")
+    for i in range(charts.count()):
+        expect(charts.nth(i).locator(".main-svg").first).to_be_attached(timeout=timeout)
+
+
+def shoot(page: Page, path: Path, whole: bool = True, max_height: int = 6000) -> Path:
+    """A screenshot of the page; `whole`: all of it (the main area scrolls inside the window, so the
+    window grows to its height for the shot)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size or {"width": 1400, "height": 900}
+    if whole:
+        height = page.get_by_test_id("stMain").evaluate("e => e.scrollHeight")
+        page.set_viewport_size(
+            {"width": size["width"], "height": min(max(height, size["height"]), max_height)}
+        )
+        charts_drawn(page)
+    try:
+        page.screenshot(path=str(path))
+    finally:
+        page.set_viewport_size(size)
+    return path
