@@ -55,7 +55,8 @@ total = common.cached(browse.count_transcripts, filters, graders)
 pages = browse.n_pages(total)
 page = st.pagination(pages, key="page", bind="query-params") if pages > 1 else 1
 rows = common.cached(browse.transcripts, filters, graders, page - 1)
-st.caption(f"{total:,} answers match; page {page} of {pages}. Select a row to open it.")
+matches = "1 answer matches" if total == 1 else f"{total:,} answers match"
+st.caption(f"{matches}; page {page} of {pages}. Select a row to open it.")
 
 if rows.empty:
     st.info("No answers match these filters." if total == 0 else "This page is empty.")
@@ -102,8 +103,8 @@ if opened:
         neutral = browse.answer(answers, key["model"], baseline, int(key["sample"]))
         framed = browse.answer(answers, key["model"], framed_id, int(key["sample"])) if framed_id else None
 
-        st.caption("Ground truth")
-        st.json(item["truth"] if item else {}, expanded=True)
+        with st.expander("Ground truth"):
+            st.json(item["truth"] if item else {}, expanded=True)
         left, right = st.columns(2)
         for column, title, chosen in (
             (left, framing_label(baseline), neutral),
