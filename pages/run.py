@@ -96,6 +96,8 @@ if set_ids and name.strip():
         help="Every reply taken to use all its max tokens; prices from data/prices.csv",
     )
     can_start = plan.n_to_send > 0 and providers.key_status(provider)
+    if plan.n_probes and not plan.n_to_send:
+        st.caption("Nothing to send: every probe is in the store already. Browse them on Transcripts.")
     if st.button("Start", type="primary", disabled=not can_start, key="start"):
         try:
             run_id = runner.start_background(store, spec)
@@ -122,6 +124,11 @@ def watch() -> None:
     st.subheader(f"Run {run['run_id']}")
     st.caption(f"{common.md(run['model'])}, started {run['created_at']:%Y-%m-%d %H:%M:%S}")
     common.run_status(run)
+    # When the run moves on (starts, ends), the whole page reruns: the estimate above counts its answers.
+    before = st.session_state.get("_watched")
+    st.session_state["_watched"] = (run["run_id"], run["status"])
+    if before is not None and before[0] == run["run_id"] and before[1] != run["status"]:
+        st.rerun(scope="app")
     if run["status"] in ("planned", "running") and st.button("Cancel", key="cancel"):
         runner.cancel(store, run["run_id"])
         st.toast("Cancelling: the requests in flight finish first")
