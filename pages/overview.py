@@ -71,7 +71,6 @@ with right:
         f"up to {headline['drop']:.0%}",
         help=f"{headline['statement']} ({headline['where']}); {paper.CAVEAT}",
     )
-    st.caption(f"Paper numbers are {paper.CAVEAT}; they were measured on other models and data.")
 
 st.markdown("**The paper's headline numbers**")
 st.caption(paper.CAVEAT[0].upper() + paper.CAVEAT[1:])
