@@ -160,7 +160,7 @@ def test_model_text_with_html_and_markdown_shows_as_plain_text(app, chromium, ta
     search = page.get_by_label("Search the question and the reply")
     search.fill("alert(1)")
     search.press("Enter")
-    expect(page.get_by_text("1 answers match")).to_be_visible()
+    expect(page.get_by_text("1 answer matches")).to_be_visible()
     settle(page)
     grid = page.get_by_test_id("stDataFrame").bounding_box()
     assert grid is not None
@@ -264,6 +264,8 @@ def test_a_small_run_on_the_bundled_model_fills_its_chart_and_outlives_a_reload(
     expect(chart(page).locator(".barlayer .point")).to_have_count(2)  # neutral and framed
     bars.append(2)
     assert bars[0] < bars[-1] and bars == sorted(bars), bars
+    expect(metric(page, "To send")).to_have_text("0")  # the estimate took the run's answers in
+    expect(widget(page, "start").get_by_role("button")).to_be_disabled()
     clean(page)
     shoot(page, SHOTS / "run-done.png")
 
