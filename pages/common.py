@@ -215,6 +215,12 @@ def presentation(on: bool) -> None:
 
 
 # -- showing data ---------------------------------------------------------------------------------
+EMPTY_STORE = (
+    "The store has no sets yet: open the Overview to fill it from the built-in sets with the bundled "
+    "model, or ingest a set on the Data page."
+)
+
+
 def framing_options(task: str | None) -> list[str]:
     """The framing ids of a task (of all tasks if None)."""
     return [f.id for f in framings.FRAMINGS if task is None or f.task == task]

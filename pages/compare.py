@@ -13,7 +13,7 @@ store = common.store()
 graders = common.graders()
 sets = common.cached(browse.sets)
 if sets.empty:
-    st.info("No sets in the store yet: ingest one on the Data page.")
+    st.info(common.EMPTY_STORE)
     st.stop()
 
 top = st.columns([2, 3])

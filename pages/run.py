@@ -45,7 +45,7 @@ if provider == "openai":
     )
 
 if sets.empty:
-    st.info("No sets in the store yet: ingest one on the Data page.")
+    st.info(common.EMPTY_STORE)
     st.stop()
 set_ids = common.url_multiselect(
     "Sets",

@@ -10,6 +10,9 @@ st.title("Transcripts")
 store = common.store()
 graders = common.graders()
 sets = common.cached(browse.sets)
+if sets.empty:
+    st.info(common.EMPTY_STORE)
+    st.stop()
 set_name = common.set_label(sets)
 
 top = st.columns([2, 2, 2, 2])
