@@ -114,6 +114,8 @@ def settle(page: Page, timeout: float = WAIT_MS) -> None:
     app = page.get_by_test_id("stApp")
     expect(app).to_have_attribute("data-test-connection-state", "CONNECTED", timeout=timeout)
     expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout)
+    # elements whose code is still loading (charts, tables, selects) show a skeleton until then
+    expect(page.get_by_test_id("stSkeleton")).to_have_count(0, timeout=timeout)
 
 
 def open_url(page: Page, url: str, title: str) -> None:
