@@ -290,13 +290,17 @@ def stance(neutral: list[dict[str, str]], framed: list[dict[str, str]]) -> None:
 
 
 def reply_diff(a: str, b: str, a_name: str, b_name: str) -> None:
+    """The two replies word by word, folded: a run of words per line, which is long to scroll past."""
     segments = textdiff.word_diff(a, b)
     counts = textdiff.summary(segments)
-    st.caption(
-        f"Word-level diff of the replies: red only in {a_name} ({counts['delete']} words), "
-        f"green only in {b_name} ({counts['insert']} words), {counts['equal']} words shared"
-    )
-    st.code(textdiff.as_diff_lines(segments) or "(both replies are empty)", language="diff", wrap_lines=True)
+    with st.expander(
+        f"Word-level diff of the replies: {counts['delete']} words only in {a_name}, "
+        f"{counts['insert']} only in {b_name}, {counts['equal']} shared"
+    ):
+        st.caption(f"Red: only in {a_name}; green: only in {b_name}")
+        st.code(
+            textdiff.as_diff_lines(segments) or "(both replies are empty)", language="diff", wrap_lines=True
+        )
 
 
 # -- runs in progress -----------------------------------------------------------------------------
