@@ -25,7 +25,7 @@ def value_text(card: browse.Card) -> str:
 cards = browse.task_cards(tables)
 for start in (0, 3):
     for column, card in zip(st.columns(3), cards[start : start + 3], strict=True):
-        with column.container(border=True):
+        with column.container(border=True, height="stretch"):
             st.metric(card.title, value_text(card), help=card.what)
             if card.value is None:
                 st.caption(f"{card.what}: nothing measured yet")
