@@ -1,0 +1,91 @@
+"""The README's screenshots, taken from the real dashboard on a store of your choice:
+
+    python -m docs.screenshots --db STORE [--out docs]
+
+writes transcripts.png (a flipped answer opened beside its neutral one) and overview.png (the cards
+and the accuracy-drop chart). The store needs answers of the built-in facts set with at least one
+flip, e.g. `python -m lib ingest builtin/facts-answer` then
+`python -m lib run --model bundled:smollm2 --set builtin/facts-answer --limit 8 --max-tokens 48`."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+from PIL import Image
+from playwright.sync_api import Locator, Page, expect
+
+from tests import browser
+
+WIDTH = 1400
+MARGIN = 24
+LOG = browser.REPO / "artifacts" / "screenshots-server.log"
+
+
+def _save(page: Page, path: Path, last: Locator) -> Path:
+    """The main area from its title to the bottom of `last`, with the window as tall as the page (the
+    main area scrolls inside it), in a palette of 256 colours: a UI has few, and the file stays small."""
+    height = page.get_by_test_id("stMain").evaluate("e => e.scrollHeight")
+    page.set_viewport_size({"width": WIDTH, "height": height})
+    browser.settle(page)
+    browser.charts_drawn(page)
+    boxes = [
+        x.bounding_box()
+        for x in (
+            page.get_by_test_id("stMainBlockContainer"),
+            page.locator("h1"),
+            last,
+            page.get_by_test_id("stSidebar"),
+        )
+    ]
+    content, title, end, sidebar = boxes
+    assert content and title and end and sidebar
+    left = max(sidebar["x"] + sidebar["width"] + 1, content["x"] - MARGIN)
+    top = max(0, title["y"] - MARGIN)
+    clip = {
+        "x": left,
+        "y": top,
+        "width": min(WIDTH, content["x"] + content["width"] + MARGIN) - left,
+        "height": min(height, end["y"] + end["height"] + MARGIN // 3) - top,
+    }
+    page.mouse.move(WIDTH - 1, height - 1)  # no hover toolbar on a table or chart
+    shot = page.screenshot(clip=clip)
+    page.set_viewport_size({"width": WIDTH, "height": 1000})
+    Image.open(io.BytesIO(shot)).convert("RGB").quantize(256).save(path, optimize=True)
+    return path
+
+
+def transcripts(page: Page, url: str, out: Path) -> Path:
+    browser.open_url(
+        page, f"{url}/transcripts?set=builtin/facts-answer&framing=suggests_wrong&flips=true", "Transcripts"
+    )
+    grid = page.get_by_test_id("stDataFrame").bounding_box()
+    assert grid is not None, "no flipped answer in this store"
+    page.mouse.click(grid["x"] + 14, grid["y"] + 35 + 17)  # the first row
+    expect(page.get_by_role("heading", level=3)).to_be_visible()
+    browser.settle(page)
+    return _save(page, out / "transcripts.png", page.get_by_test_id("stChatMessage").last)
+
+
+def overview(page: Page, url: str, out: Path) -> Path:
+    browser.open_url(page, url, "Sycoscope")
+    return _save(page, out / "overview.png", page.get_by_text("Bars: drop = accuracy"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, required=True, help="the store to show")
+    parser.add_argument("--out", type=Path, default=browser.REPO / "docs")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with browser.dashboard(args.db, LOG) as url, browser.chromium() as b:
+        page = b.new_page(viewport={"width": WIDTH, "height": 1000})
+        for take in (transcripts, overview):
+            path = take(page, url, args.out)
+            assert not browser.problems(page), browser.problems(page)
+            print(f"{path}: {path.stat().st_size // 1024} KB")
+
+
+if __name__ == "__main__":
+    main()
