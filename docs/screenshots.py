@@ -80,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with browser.dashboard(args.db, LOG) as url, browser.chromium() as b:
-        page = b.new_page(viewport={"width": WIDTH, "height": 1000})
+        page = browser.new_page(b, WIDTH)
         for take in (transcripts, overview):
             path = take(page, url, args.out)
             assert not browser.problems(page), browser.problems(page)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -108,6 +108,34 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
+# Counts the script runs a page has seen start, so that an action can wait for the run it caused
+# rather than for a quiet moment before that run has begun.
+_COUNT_RUNS = """
+window.__runs = 0;
+new MutationObserver((changes) => {
+  for (const change of changes) {
+    if (change.target.getAttribute("data-test-script-state") === "running") window.__runs++;
+  }
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ["data-test-script-state"]});
+"""
+
+
+def new_page(browser: Browser, width: int = 1400, height: int = 1000) -> Page:
+    """A page in a context of its own (a session of its own, as a copied link opened elsewhere)."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(WAIT_MS)
+    context.add_init_script(_COUNT_RUNS)
+    return context.new_page()
+
+
+def after_rerun(page: Page, action: Callable[[], object]) -> None:
+    """Do `action` (a click, a key) and wait until the script run it starts has ended."""
+    before = page.evaluate("window.__runs")
+    action()
+    page.wait_for_function("n => window.__runs > n", arg=before)
+    settle(page)
+
+
 def settle(page: Page, timeout: float = WAIT_MS) -> None:
     """Wait until the app is connected and no script run is going on. A fragment that reruns on a
     timer makes this briefly false now and then; callers wait for what they expect to see first."""
@@ -131,11 +159,20 @@ def widget(page: Page, key: str) -> Locator:
 
 
 def choose(page: Page, key: str, option: str) -> None:
-    """Pick `option` (its shown text) in the selectbox or multiselect with this key."""
-    widget(page, key).get_by_role("combobox").click()
-    page.get_by_role("option", name=option, exact=True).click()
-    # A multiselect keeps its list open: a click beside it closes it (Escape would stop the rerun).
-    page.locator("h1").click(position={"x": 5, "y": 5})  # CSS: the open list hides the rest from ARIA
+    """Pick `option` (its shown text) in the selectbox or multiselect with this key, and wait for the
+    rerun it causes (which may replace the widgets below it). A selectbox showing it already is left
+    as it is: picking it again would cause no rerun."""
+    box = widget(page, key).get_by_role("combobox")
+    if box.input_value() == option:
+        return
+
+    def pick() -> None:
+        box.click()
+        page.get_by_role("option", name=option, exact=True).click()
+        # A multiselect keeps its list open: a click beside it closes it (Escape would stop the run).
+        page.locator("h1").click(position={"x": 5, "y": 5})  # CSS: the open list hides the rest from ARIA
+
+    after_rerun(page, pick)
 
 
 def problems(page: Page) -> list[str]:
