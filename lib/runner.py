@@ -4,7 +4,8 @@ it arrives.
 A run is sets x framings x one model x samples. Planning reads the probes from the store and the
 cache keys the model already has; only missing requests are sent. Each transcript is written in
 its own short transaction the moment it arrives, so a run killed at any moment loses at most the
-requests in flight, and running it again sends only what is missing.
+requests in flight (and a reply being written), and running it again sends only what is missing.
+The next request goes out while a reply is being written, so writing costs a run no time.
 
 "Are you sure?" probes take two requests: the first answer, then the same conversation with that
 answer and the challenge appended (and the probe's prefill again, so the second answer has the
@@ -208,10 +209,12 @@ def _transcript_row(
 
 
 class _Writer:
-    """Writes each transcript, with the run's progress, in one short transaction."""
+    """Writes each transcript, with the run's progress, in one short transaction, which also reads
+    whether the user asked to cancel: a run learns it without opening the store again."""
 
     def __init__(self, store: Store, run_id: str, progress: Progress):
         self.store, self.run_id, self.progress = store, run_id, progress
+        self.cancel_requested = False
         self._lock = threading.Lock()
 
     def transcript(self, row: list[Any]) -> None:
@@ -241,6 +244,8 @@ class _Writer:
             sql.UPDATE_RUN_PROGRESS,
             [status, p.cached, p.done, p.failed, p.cost_usd, message, self.run_id],
         )
+        if con.execute(sql.CANCEL_REQUESTED, [self.run_id]).fetchall()[0][0]:
+            self.cancel_requested = True
 
 
 def create_run(store: Store, the_plan: Plan) -> str:
@@ -290,35 +295,61 @@ def execute(
         writer.finish("failed", f"{spec.model}: {e}")
         raise RunStopped(f"{spec.model}: {e}") from e
 
-    def run_job(job: Job) -> None:
-        if stop.is_set():
-            return
-        first = job.first_reply
-        if first is None:
-            reply = _send(provider, list(job.messages), spec)
-            writer.transcript(_transcript_row(job.key, job, run_id, spec, 1, None, job.messages, reply))
-            first = reply.text
-        if job.challenge:
-            second = _challenge_messages(job.messages, first)
-            key2 = transcript_key(spec.model, spec.server, second, spec.params, job.sample)
-            reply2 = _send(provider, second, spec)
-            writer.transcript(_transcript_row(key2, job, run_id, spec, 2, job.key, second, reply2))
+    def run_job(job: Job, sent: Future) -> None:
+        """The job's requests, each reply written as it arrives; `sent` is resolved once the last
+        request is answered, so that the next job's request goes out while this one writes."""
+        try:
+            if stop.is_set():
+                return
+            first = job.first_reply
+            if first is None:
+                reply = _send(provider, list(job.messages), spec)
+                if not job.challenge:
+                    sent.set_result(None)
+                writer.transcript(_transcript_row(job.key, job, run_id, spec, 1, None, job.messages, reply))
+                first = reply.text
+            if job.challenge:
+                second = _challenge_messages(job.messages, first)
+                key2 = transcript_key(spec.model, spec.server, second, spec.params, job.sample)
+                reply2 = _send(provider, second, spec)
+                sent.set_result(None)
+                writer.transcript(_transcript_row(key2, job, run_id, spec, 2, job.key, second, reply2))
+        finally:
+            if not sent.done():
+                sent.set_result(None)
 
     last_check = last_grade = time.monotonic()
-    with ThreadPoolExecutor(max_workers=max(1, spec.concurrency)) as pool:
+
+    def cancelled(quiet: bool) -> bool:
+        """Whether the user asked to cancel: as the last write read it, or, when nothing has been
+        written for a while (slow requests), as the store says."""
+        nonlocal last_check
+        if writer.cancel_requested:
+            return True
+        if not quiet or time.monotonic() - last_check <= CANCEL_CHECK_SECONDS:
+            return False
+        last_check = time.monotonic()
+        return bool(store.scalar(sql.CANCEL_REQUESTED, [run_id]))
+
+    concurrency = max(1, spec.concurrency)
+    with ThreadPoolExecutor(max_workers=2 * concurrency) as pool:
         pending: dict[Future, Job] = {}
+        sending: set[Future] = set()
         jobs = iter(the_plan.jobs)
-        # Only `concurrency` jobs in flight: a cancel or a fatal error leaves little to wait for.
+        # Only `concurrency` requests in flight: a cancel or a fatal error leaves little to wait for.
         while True:
-            while not stop.is_set() and len(pending) < max(1, spec.concurrency):
+            while not stop.is_set() and len(sending) < concurrency:
                 job = next(jobs, None)
                 if job is None:
                     break
-                pending[pool.submit(run_job, job)] = job
+                sent: Future = Future()
+                sending.add(sent)
+                pending[pool.submit(run_job, job, sent)] = job
             if not pending:
                 break
-            finished, _ = wait(pending, timeout=CANCEL_CHECK_SECONDS, return_when=FIRST_COMPLETED)
-            for future in finished:
+            done, _ = wait([*pending, *sending], timeout=CANCEL_CHECK_SECONDS, return_when=FIRST_COMPLETED)
+            sending -= done
+            for future in done & pending.keys():
                 job = pending.pop(future)
                 error = future.exception()
                 if error is None:
@@ -333,11 +364,9 @@ def execute(
                     status, message = "failed", f"{type(error).__name__}: {error}"
             if on_progress is not None:
                 on_progress(progress)
-            if time.monotonic() - last_check > CANCEL_CHECK_SECONDS and not stop.is_set():
-                last_check = time.monotonic()
-                if store.scalar(sql.CANCEL_REQUESTED, [run_id]):
-                    stop.set()
-                    status, message = "cancelled", "cancelled by the user"
+            if not stop.is_set() and cancelled(quiet=not done):
+                stop.set()
+                status, message = "cancelled", "cancelled by the user"
             if grade_every is not None and time.monotonic() - last_grade > grade_every:
                 last_grade = time.monotonic()
                 grading.grade_pending(store, run_id=run_id)
