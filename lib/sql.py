@@ -331,7 +331,7 @@ BROWSE_PAGE_UNGRADED = f"""WITH page AS (
     FROM page p LEFT JOIN (
         SELECT b.transcript_id, b.item_id, b.model, b.base_url, b.params::VARCHAR AS params, b.sample
         FROM answers b
-        WHERE b.item_id IN (SELECT item_id FROM page)
+        WHERE b.item_id IN (SELECT item_id FROM page) AND ($model IS NULL OR b.model = $model)
             AND list_contains($baselines::VARCHAR[], b.framing_id)) b
     ON NOT list_contains($baselines::VARCHAR[], p.framing_id) AND b.item_id = p.item_id
         AND b.model = p.model AND b.base_url IS NOT DISTINCT FROM p.base_url AND b.params = p.params
