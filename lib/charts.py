@@ -96,20 +96,36 @@ def accuracy_drop(drops: pd.DataFrame, reported: pd.DataFrame | None = None) -> 
         empty_message="no graded answers yet: run probes to fill this chart",
     )
     if reported is not None and not reported.empty and "drop" in drops and drops["drop"].notna().any():
+        xs = [framing_label(f) for f in reported["framing_id"]]
+        ys = reported["drop"].mul(100).tolist()
+        labels = [f"{m} (paper)" for m in reported["model"]]
         fig.add_scatter(
             name="as reported in the paper",
-            x=[framing_label(f) for f in reported["framing_id"]],
-            y=reported["drop"].mul(100).tolist(),
-            mode="markers+text",
+            x=xs,
+            y=ys,
+            mode="markers",
             marker=dict(symbol="diamond-open", size=16, color=PAPER_COLOUR, line=dict(width=2)),
-            text=[f"{m} (paper)" for m in reported["model"]],
-            textposition="middle left",
+            text=labels,
             hovertext=[
                 f"{m}: {s} ({w}), {paper.CAVEAT}"
                 for m, s, w in zip(reported["model"], reported["statement"], reported["where"], strict=True)
             ],
             hoverinfo="text",
         )
+        # A boxed label off to the side stays legible over the bars, where plain text would not.
+        for x, y, label in zip(xs, ys, labels, strict=True):
+            fig.add_annotation(
+                x=x,
+                y=y,
+                text=label,
+                showarrow=True,
+                arrowhead=0,
+                ax=90,
+                ay=-28,
+                bgcolor="rgba(255,255,255,0.9)",
+                bordercolor=PAPER_COLOUR,
+                font=dict(color=PAPER_COLOUR),
+            )
     fig.add_hline(y=0, line_width=1, line_color="#888888")
     return fig
 
@@ -139,9 +155,10 @@ def run_progress(n_done: int, n_cached: int, n_failed: int, n_planned: int) -> g
         )
     fig.update_layout(
         barmode="stack",
-        height=140,
-        margin=dict(l=10, r=10, t=10, b=10),
+        height=150,
+        margin=dict(l=10, r=10, t=30, b=10),
         xaxis_range=[0, max(1, n_planned)],
-        legend_orientation="h",
+        # above the bar: below it, the legend would cover the axis labels
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, traceorder="normal"),
     )
     return fig
