@@ -76,7 +76,7 @@ st.markdown("**The paper's headline numbers**")
 st.caption(paper.CAVEAT[0].upper() + paper.CAVEAT[1:])
 reported = paper.table()
 st.dataframe(
-    reported.assign(value=reported["value"].mul(100))[
+    reported.assign(value=reported["value"].mul(100), model=reported["model"].fillna("—"))[
         ["task", "finding", "model", "value", "statement", "where"]
     ],
     hide_index=True,
