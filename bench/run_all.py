@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     step("browser", lambda: bench_browser.run(stores[largest], largest, 2 if args.quick else 5))
     step(
         "runner",
-        lambda: bench_runner.overhead(*((10, 2, 32) if args.quick else (15, 6, 48))),
+        lambda: bench_runner.overhead(*((10, 2, 32) if args.quick else (30, 4, 48))),
     )
     step("plan", lambda: bench_runner.plan_time(stores[largest], 3 if args.quick else 5))
     step("ingest", lambda: bench_ingest.run(20_000 if args.quick else 100_000, 2 if args.quick else 3))
