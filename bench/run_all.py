@@ -135,6 +135,20 @@ ABOUT = """## Benchmarks
 go faster). The stores are synthetic (`bench/generate.py`): the built-in sets answered by 10 simulated
 models, 1,000 to 100,000 transcripts each, with realistic reply lengths, current-version grades and
 sycophancy that varies by model and framing. Results land in `bench/results/` (JSON and this table).
+
+The machine was shared with other work while these ran, so single numbers move by 10-30%. Every visit
+to the store opens the DuckDB file (about 15-20 ms here), which is why even the 10k store's pages
+take 100-150 ms: most of what remains of a page's time is the number of visits it makes.
+
+What the first runs found, and what was fixed (1M store, same machine; details in the commit messages):
+
+| | before | after |
+|---|---|---|
+| Overview tables (every answer into pandas, a bootstrap per pair) | ~34 s | 1.2-1.9 s counted in SQL; ~25-120 ms from the cache kept beside the store until its data change |
+| Transcripts, filtered: count + page (grades of the whole store grouped) | 4.4 s | ~0.1 s |
+| Transcripts, no filter: count + page | 10 s | ~0.25 s |
+| Side by side (four visits, grades scanned) | ~0.5-1.1 s | ~0.1 s: one visit, grades through an index |
+| Runner / in process (server called the model from changing threads) | 0.66 | 0.92 |
 """
 
 
