@@ -144,7 +144,7 @@ What the first runs found, and what was fixed (1M store, same machine; details i
 
 | | before | after |
 |---|---|---|
-| Overview tables (every answer into pandas, a bootstrap per pair) | ~34 s | 1.2-1.9 s counted in SQL; ~25-120 ms from the cache kept beside the store until its data change |
+| Overview tables (every answer into pandas) | ~34 s | 1.2-1.9 s in SQL; 25-120 ms cached beside the store |
 | Transcripts, filtered: count + page (grades of the whole store grouped) | 4.4 s | ~0.1 s |
 | Transcripts, no filter: count + page | 10 s | ~0.25 s |
 | Side by side (four visits, grades scanned) | ~0.5-1.1 s | ~0.1 s: one visit, grades through an index |
