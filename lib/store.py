@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -92,6 +93,91 @@ def _flock(path: Path, exclusive: bool, timeout: float) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def _writer_waiting(gate: Path) -> bool:
+    """Whether a writer holds the gate, i.e. waits for the lock or writes."""
+    fd = os.open(gate, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+class _ReadLease:
+    """A read-only database kept open across the reads of one process that follow each other
+    closely (a page makes several), since opening the file is most of a small query's time.
+
+    It holds the shared lock like any reader, so it must not keep a writer out: a writer of this
+    process closes it first (`drain`), and a writer of another process, which holds the gate while
+    it waits, makes readers pass the lease by and the lease close as soon as its reads end. An
+    idle lease closes after IDLE seconds, so that a writer never waits on a process that stopped
+    reading."""
+
+    IDLE = 0.1
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.cond = threading.Condition()
+        self.anchor: duckdb.DuckDBPyConnection | None = None
+        self.held: ExitStack | None = None
+        self.active = 0
+        self.last_used = 0.0
+
+    def acquire(self) -> duckdb.DuckDBPyConnection | None:
+        """A cursor on the open database, opening it if needed; None when a writer waits."""
+        with self.cond:
+            if _writer_waiting(self.store.gate_path):
+                self._close_when_idle()
+                return None
+            if self.anchor is None:
+                held = ExitStack()
+                try:
+                    held.enter_context(self.store._locked(exclusive=False))
+                    self.anchor = self.store._connect(read_only=True)
+                except BaseException:
+                    held.close()
+                    raise
+                self.held = held
+            self.active += 1
+            return self.anchor.cursor()
+
+    def release(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        cursor.close()
+        with self.cond:
+            self.active -= 1
+            self.last_used = time.monotonic()
+            if self.active == 0:
+                self.cond.notify_all()
+                timer = threading.Timer(self.IDLE * 1.5, self._close_if_idle)
+                timer.daemon = True
+                timer.start()
+
+    def drain(self) -> None:
+        """Wait for this process's reads through the lease to end, then close it."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.active == 0, timeout=self.store.timeout)
+            self._close_when_idle()
+
+    def _close_if_idle(self) -> None:
+        with self.cond:
+            if time.monotonic() - self.last_used >= self.IDLE:
+                self._close_when_idle()
+
+    def _close_when_idle(self) -> None:
+        if self.active == 0 and self.anchor is not None:
+            self.anchor.close()
+            self.anchor = None
+            if self.held is not None:
+                self.held.close()
+                self.held = None
+
+
+_leases: dict[Path, _ReadLease] = {}
+_leases_lock = threading.Lock()
+
+
 class Store:
     def __init__(self, path: Path | str | None = None, timeout: float = 60.0):
         self.path = Path(path) if path is not None else default_path()
@@ -127,9 +213,24 @@ class Store:
                 held.enter_context(_flock(self.lock_path, exclusive, self.timeout))
             yield
 
+    @property
+    def _lease(self) -> _ReadLease:
+        with _leases_lock:
+            key = self.path.resolve()
+            if key not in _leases:
+                _leases[key] = _ReadLease(self)
+            return _leases[key]
+
     @contextmanager
     def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._locked(exclusive=False):
+        cursor = self._lease.acquire()
+        if cursor is not None:
+            try:
+                yield cursor
+            finally:
+                self._lease.release(cursor)
+            return
+        with self._locked(exclusive=False):  # a writer waits: queue behind it at the gate
             con = self._connect(read_only=True)
             try:
                 yield con
@@ -139,6 +240,7 @@ class Store:
     @contextmanager
     def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction: committed if the block ends normally, rolled back if it raises."""
+        self._lease.drain()
         with self._locked(exclusive=True):
             con = self._connect(read_only=False)
             try:
