@@ -3,8 +3,8 @@
     python bench/bench_queries.py data/bench/store-1m.duckdb --repeats 20
 
 A page's time is the sum of the lib calls its script makes on a cold cache (pages/*.py call them
-through common.cached; the first load after new data pays all of them). Each call opens the store as
-the pages do (Store.reading(): lock, connect read-only, query, close). The Overview's metric tables
+through common.cached; the first load after new data pays all of them). Each call reads the store as
+the pages do (Store.reading(), through the read lease that keeps the file open across close reads). The Overview's metric tables
 are kept beside the store until its data change (lib.tablecache): "overview" reads them from there,
 "overview (tables not cached)" removes them before every load, as after new transcripts or grades.
 """

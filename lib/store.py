@@ -2,9 +2,11 @@
 
 Concurrency. DuckDB lets one process hold a file for writing, or several hold it read-only, never
 both. The dashboard (many sessions, one process, plus a background run thread) and command-line
-runs in other processes all share the file, so no connection is long-lived: every operation opens
-the file, works, and closes it, inside an advisory lock on `<file>.lock` (fcntl.flock, one open
-file description per operation, so threads of one process exclude each other too):
+runs in other processes all share the file, so no connection outlives the work at hand: every
+operation opens the file, works, and closes it, inside an advisory lock on `<file>.lock`
+(fcntl.flock, one open file description per operation, so threads of one process exclude each
+other too). The one exception is the read lease (_ReadLease): reads that follow each other closely
+share one read-only database, given up the moment a writer waits or after 0.1 s without reads.
 - readers take the lock shared and open the file read-only: any number of them read at once;
 - a writer takes it exclusive, opens read-write, does its work in one transaction and closes,
   which checkpoints, so that the next reader finds no write-ahead log to replay;
