@@ -4,9 +4,10 @@
 
 A page's time is the sum of the lib calls its script makes on a cold cache (pages/*.py call them
 through common.cached; the first load after new data pays all of them). Each call reads the store as
-the pages do (Store.reading(), through the read lease that keeps the file open across close reads). The Overview's metric tables
-are kept beside the store until its data change (lib.tablecache): "overview" reads them from there,
-"overview (tables not cached)" removes them before every load, as after new transcripts or grades.
+the pages do (Store.reading(), through the read lease that keeps the file open across close reads).
+The Overview's metric tables are kept beside the store until its data change (lib.tablecache):
+"overview" reads them from there, "overview (tables not cached)" removes them before every load, as
+after new transcripts or grades.
 """
 
 from __future__ import annotations
