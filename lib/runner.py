@@ -60,12 +60,6 @@ class RunSpec:
         """The generation parameters, part of every cache key."""
         return {"temperature": self.temperature, "max_tokens": self.max_tokens}
 
-    @property
-    def server(self) -> str | None:
-        """The server part of the cache key. The bundled model's port changes with every start,
-        so its identity is the model alone."""
-        return None if self.model.startswith("bundled:") else self.base_url
-
 
 @dataclass(frozen=True)
 class Job:
@@ -124,7 +118,7 @@ def plan(store: Store, spec: RunSpec) -> Plan:
     limit = spec.limit if spec.limit is not None else 2**31 - 1
     chosen = _chosen_framings(spec.framings, set(tasks.values()))
     probes = store.query(sql.PLAN_PROBES, [list(spec.set_ids), chosen, limit])
-    known: dict[str, str | None] = dict(store.query(sql.KNOWN_FOR_MODEL, [spec.model, spec.server]))
+    known: dict[str, str | None] = dict(store.query(sql.KNOWN_FOR_MODEL, [spec.model, spec.base_url]))
     answered_twice = {parent for parent in known.values() if parent is not None}
     jobs: list[Job] = []
     n_probes = 0
@@ -133,7 +127,7 @@ def plan(store: Store, spec: RunSpec) -> Plan:
         challenge = framing_id == "are_you_sure"
         for sample in range(spec.samples):
             n_probes += 1
-            key = transcript_key(spec.model, spec.server, messages, spec.params, sample)
+            key = transcript_key(spec.model, spec.base_url, messages, spec.params, sample)
             if key not in known:
                 jobs.append(Job(probe_id, messages, sample, key, challenge))
             elif challenge and key not in answered_twice:
@@ -155,9 +149,10 @@ def _estimate(spec: RunSpec, jobs: list[Job]) -> float | None:
 # -- sending --------------------------------------------------------------------------------------
 
 
-def _send(provider: Provider, messages: list[Message], spec: RunSpec, sleep=time.sleep) -> Reply:
-    """One request with retries on what may pass; what cannot pass is raised as RunStopped."""
-    for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+def _send(provider: Provider, messages: list[Message], spec: RunSpec) -> Reply:
+    """One request with retries on what may pass; what cannot pass is raised as RunStopped.
+    A wait the server asks for (Retry-After) is honoured when it is longer than our own."""
+    for delay in (*RETRY_DELAYS, None):  # None: the last attempt, whose error is raised
         try:
             return provider.complete(messages, spec.temperature, spec.max_tokens)
         except ProviderError as e:
@@ -165,8 +160,9 @@ def _send(provider: Provider, messages: list[Message], spec: RunSpec, sleep=time
                 raise RunStopped(f"{spec.model}: {e}") from e
             if delay is None:
                 raise
-            sleep(delay * (1 + random.random() / 4) if attempt else delay)
-    raise AssertionError("unreachable")
+            # jitter, so that requests refused together do not all come back together
+            time.sleep(max(delay * (1 + random.random() / 4), e.retry_after or 0))
+    raise AssertionError("the last attempt returns or raises")
 
 
 def _challenge_messages(first: tuple[Message, ...], reply: str) -> list[Message]:
@@ -192,7 +188,7 @@ def _transcript_row(
         job.probe_id,
         run_id,
         spec.model,
-        spec.server,
+        spec.base_url,
         json.dumps(spec.params),
         job.sample,
         turn,
@@ -291,7 +287,7 @@ def execute(
         # An all-cached run sends nothing, so it needs no provider (nor a key, nor a server).
         if provider is None and the_plan.jobs:
             provider = make_provider(spec.model, spec.base_url, spec.timeout)
-    except ProviderError as e:
+    except (ProviderError, ValueError) as e:  # no key, or a malformed model spec
         writer.finish("failed", f"{spec.model}: {e}")
         raise RunStopped(f"{spec.model}: {e}") from e
 
@@ -310,7 +306,7 @@ def execute(
                 first = reply.text
             if job.challenge:
                 second = _challenge_messages(job.messages, first)
-                key2 = transcript_key(spec.model, spec.server, second, spec.params, job.sample)
+                key2 = transcript_key(spec.model, spec.base_url, second, spec.params, job.sample)
                 reply2 = _send(provider, second, spec)
                 sent.set_result(None)
                 writer.transcript(_transcript_row(key2, job, run_id, spec, 2, job.key, second, reply2))

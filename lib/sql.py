@@ -84,7 +84,6 @@ SET_SIZE = """SELECT (SELECT count(*) FROM items WHERE set_id = ?),
 INSERT_TRANSCRIPT = """INSERT INTO transcripts VALUES
     (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()) ON CONFLICT DO NOTHING"""
 INSERT_ERROR = "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?, ?, now())"
-KNOWN_TRANSCRIPTS = "SELECT transcript_id FROM transcripts WHERE transcript_id IN (SELECT unnest(?))"
 GET_RESPONSE = "SELECT response FROM transcripts WHERE transcript_id = ?"
 
 SET_TASKS = "SELECT set_id, task FROM sets WHERE list_contains(?, set_id)"
@@ -102,7 +101,6 @@ UPDATE_RUN_PROGRESS = """UPDATE runs SET updated_at = now(), status = ?, n_cache
 FINISH_RUN = "UPDATE runs SET updated_at = now(), status = ?, message = ? WHERE run_id = ?"
 CANCEL_REQUESTED = "SELECT cancel_requested FROM runs WHERE run_id = ?"
 REQUEST_CANCEL = "UPDATE runs SET cancel_requested = true WHERE run_id = ?"
-GET_RUN = "SELECT * FROM runs WHERE run_id = ?"
 RUN_STATUS = "SELECT status FROM runs WHERE run_id = ?"
 LIST_RUNS = "SELECT * FROM runs ORDER BY created_at DESC LIMIT ?"
 
@@ -235,9 +233,6 @@ COUNT = {
     "errors": "SELECT count(*) FROM errors",
     "runs": "SELECT count(*) FROM runs",
 }
-EXPORT_ANSWERS = """SELECT a.*, g.grader, g.grader_version, g.correct, g.score, g.label
-    FROM answers a LEFT JOIN grades g USING (transcript_id) ORDER BY a.transcript_id"""
-
 # -- The dashboard (lib/browse.py). These use named parameters ($name): each optional filter is
 # written once as "$x IS NULL OR column = $x". Every one filters, aggregates or LIMITs, so no page
 # reads a whole table. $graders is the list of current "grader@version" strings: only their grades
