@@ -262,6 +262,15 @@ def grade_badges(grades: pd.DataFrame) -> None:
         row.badge(badge_text(f"{g.grader}: {detail}"), color=colour)
 
 
+def answer_view(answer: Any, grades: pd.DataFrame, missing: str) -> None:
+    """One stored answer: its grade badges, then its conversation as text; `missing` if there is none."""
+    if answer is None:
+        st.info(missing)
+        return
+    grade_badges(grades[grades["transcript_id"] == answer["transcript_id"]])
+    conversation(answer["messages"], answer["response"])
+
+
 def conversation(messages: list[dict[str, str]], response: str | None) -> None:
     """A conversation and its reply, as plain text: model and dataset text never render as markup.
     A trailing assistant message is a prefill: the reply continues it."""

@@ -63,9 +63,7 @@ for column, model in zip(st.columns(len(models)), models, strict=True):
     with column:
         st.markdown(f"**{common.md(model)}**")
         chosen = browse.answer(answers, model, framing_id)
-        if chosen is None:
-            st.info("No answer under this framing.")
-            continue
-        common.grade_badges(grades[grades["transcript_id"] == chosen["transcript_id"]])
-        common.conversation(chosen["messages"], chosen["response"])
-        st.caption(f"{chosen['completion_tokens'] or 0} tokens, {(chosen['latency_ms'] or 0) / 1000:.1f} s")
+        common.answer_view(chosen, grades, "No answer under this framing.")
+        if chosen is not None:
+            seconds = (chosen["latency_ms"] or 0) / 1000
+            st.caption(f"{chosen['completion_tokens'] or 0} tokens, {seconds:.1f} s")

@@ -104,9 +104,4 @@ if shown and framing_ids:
         for column, framing_id in zip(st.columns(len(framing_ids)), framing_ids, strict=True):
             with column:
                 st.caption(framing_label(framing_id))
-                reply = browse.answer(replies, model, framing_id)
-                if reply is None:
-                    st.info("No reply.")
-                    continue
-                common.grade_badges(grades[grades["transcript_id"] == reply["transcript_id"]])
-                common.conversation(reply["messages"], reply["response"])
+                common.answer_view(browse.answer(replies, model, framing_id), grades, "No reply.")

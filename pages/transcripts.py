@@ -115,13 +115,9 @@ if opened:
         ):
             with column:
                 st.markdown(f"**{title}**")
-                if chosen is None:
-                    st.info("No answer under this framing for this model.")
-                    continue
-                common.grade_badges(grades[grades["transcript_id"] == chosen["transcript_id"]])
                 if chosen is framed and neutral is not None:
                     common.stance(neutral["messages"], framed["messages"])
-                common.conversation(chosen["messages"], chosen["response"])
+                common.answer_view(chosen, grades, "No answer under this framing for this model.")
         if neutral is not None and framed is not None:
             common.reply_diff(
                 neutral["response"], framed["response"], framing_label(baseline), framing_label(framed_id)
