@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from pages import common
+from pages.parts import frame, url
 
 st.set_page_config(page_title="Sycoscope", page_icon=":material/psychology_alt:", layout="wide")
 st.session_state["_via_app"] = True
-presenting = common.presenting()
-page = common.pages(presenting)
-common.presentation(presenting)
+presenting = url.presenting()
+page = frame.pages(presenting)
+frame.presentation(presenting)
 page.run()

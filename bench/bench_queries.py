@@ -3,9 +3,9 @@
     python bench/bench_queries.py data/bench/store-1m.duckdb --repeats 20
 
 A page's time is the sum of the lib calls its script makes on a cold cache (pages/*.py call them
-through common.cached; the first load after new data pays all of them). Each call reads the store as
+through reads.cached; the first load after new data pays all of them). Each call reads the store as
 the pages do (Store.reading(), through the read lease that keeps the file open across close reads).
-The Overview's metric tables are kept beside the store until its data change (lib.tablecache):
+The Overview's metric tables are kept beside the store until its data change (lib.measure.tablecache):
 "overview" reads them from there, "overview (tables not cached)" removes them before every load, as
 after new transcripts or grades.
 """
@@ -22,8 +22,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.timing import result, time_within  # noqa: E402
-from lib import browse, firstrun, grading, metrics, runner, tablecache  # noqa: E402
+from lib.measure import grading, metrics, tablecache
+from lib.run import runner
 from lib.store import Store  # noqa: E402
+from lib.view import browse, firstrun  # noqa: E402
 
 TARGETS_MS = {"overview": 150.0, "transcripts (filtered)": 150.0, "side by side (one item)": 50.0}
 

@@ -4,7 +4,7 @@
     python bench/bench_runner.py --plan-only data/bench/store-1m.duckdb
 
 Overhead: the same prompts (the first items of the built-in facts set, neutral framing) answered
-by the bundled model (a) through the runner: lib.runner.run with bundled:smollm2 at concurrency 1,
+by the bundled model (a) through the runner: lib.run.runner.run with bundled:smollm2 at concurrency 1,
 which sends each request to llama-cpp-python's server and writes each transcript to a fresh store;
 (b) directly: llama_cpp.Llama in this process, create_chat_completion on the same messages as the
 runner sends them. Both: 2 threads, temperature 0, the same max_tokens, fixed seed; model load,
@@ -12,7 +12,7 @@ server start and one warm-up request excluded. The two alternate, pass by pass, 
 on the machine falls on both alike; ratio = the median over pairs of direct time / runner time
 (runner probes/s over direct probes/s).
 
-Plan: lib.runner.plan of a run whose every probe-sample is in the store. The synthetic store holds
+Plan: lib.run.runner.plan of a run whose every probe-sample is in the store. The synthetic store holds
 100,000 transcripts per model, a little under the 16 samples of the built-in sets (105,856
 probe-samples); the bench first tops the first model up to them (generate.top_up), on a copy of the
 store so that the other benches keep their counts.
@@ -33,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import generate  # noqa: E402
 from bench.timing import result, time_calls  # noqa: E402
-from lib import probesets, runner  # noqa: E402
-from lib.providers import bundled  # noqa: E402
-from lib.providers.openai_chat import instruction_prefill  # noqa: E402
+from lib.probes import probesets
+from lib.run import runner  # noqa: E402
+from lib.run.providers import bundled  # noqa: E402
+from lib.run.providers.openai_chat import instruction_prefill  # noqa: E402
 from lib.store import Store  # noqa: E402
 
 SET_ID = "builtin/facts-answer"
@@ -52,7 +53,7 @@ def _spec(prompts: int, max_tokens: int) -> runner.RunSpec:
 def _fresh_store(folder: Path, n: int) -> Store:
     store = Store(folder / f"runner-{n}.duckdb")
     probe_set = probesets.get(SET_ID)
-    probesets.save(store, probe_set, probe_set.load())
+    store.ingest(probe_set, probe_set.load())
     return store
 
 

@@ -1,16 +1,16 @@
 """A synthetic store for the benchmarks: N transcripts per model over the real built-in sets, made by
-DuckDB in a few INSERT ... SELECT statements into the real schema (lib/sql.py via Store.writing()).
+DuckDB in a few INSERT ... SELECT statements into the real schema (lib/store/sql.py via Store.writing()).
 
     python bench/generate.py data/bench-1m.duckdb --per-model 100000 --models 10
 
 What it holds, so that the pages' queries meet realistic data:
-- items and probes: the built-in sets, ingested through lib.probesets (6,616 probes); a model answers
+- items and probes: the built-in sets, ingested through lib.probes.probesets (6,616 probes); a model answers
   each probe once per sample index, sample after sample, until it has its N transcripts (an "are you
   sure?" probe gives two: turn 1 and turn 2, linked by parent_id);
 - transcripts: turn-1 ids are the real cache keys (lib.store.transcript_key), so that planning a run
   of the same probes finds them all cached; replies a few hundred characters long, varied, that say
   the right or the wrong answer; tokens, latency and cost;
-- grades of the current grader versions (lib.grading.current_graders), one per applicable offline
+- grades of the current grader versions (lib.measure.grading.current_graders), one per applicable offline
   grader, with sycophancy that grows with each model's leaning: right answers turn wrong when the
   user suggests a wrong one (the same latent draw for every framing of an item, so that pairs flip
   the way real ones do), "are you sure?" changes answers, feedback is warmer when the user likes the
@@ -32,8 +32,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import grading, probesets  # noqa: E402
-from lib.items import messages_json  # noqa: E402
+from lib.measure import grading
+from lib.probes import probesets  # noqa: E402
+from lib.probes.items import messages_json  # noqa: E402
 from lib.store import Store  # noqa: E402
 
 SETS = (  # the order a model answers them in, within one sample
@@ -288,7 +289,7 @@ def generate(path: Path, per_model: int, models: int = 10) -> dict[str, int]:
     if store.scalar("SELECT count(*) FROM transcripts"):
         raise SystemExit(f"{path} already holds transcripts: generate into a new file")
     for set_id in SETS:
-        probesets.save(store, probesets.get(set_id), probesets.get(set_id).load())
+        store.ingest(probesets.get(set_id), probesets.get(set_id).load())
     return _fill(store, _model_table(models), 0, per_model)
 
 

@@ -15,10 +15,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lib import browse, grading, metrics, probesets, runner, sql
-from lib.probesets import ProbeSetError, UnknownSet
-from lib.providers import ProviderError
-from lib.store import Store, StoreError
+from lib.measure import grading, metrics
+from lib.probes import probesets
+from lib.probes.probesets import ProbeSetError, UnknownSet
+from lib.run import runner
+from lib.run.providers import ProviderError
+from lib.store import Store, StoreError, sql
+from lib.view import browse
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     ProbeSetError,
@@ -31,7 +34,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class _Bars:
-    """A progress callback (lib.probesets.Progress) drawing one tqdm bar per label on stderr."""
+    """A progress callback (lib.probes.probesets.Progress) drawing one tqdm bar per label on stderr."""
 
     def __init__(self) -> None:
         self.bars: dict[str, tqdm] = {}
@@ -97,7 +100,7 @@ def ingest(args: argparse.Namespace) -> int:
         rows = probe_set.load(from_dir=args.from_dir, progress=bars)
     finally:
         bars.close()
-    new_items, new_probes = probesets.save(store, probe_set, rows)
+    new_items, new_probes = store.ingest(probe_set, rows)
     n_probes = sum(len(probes) for _, probes in rows)
     print(
         f"{probe_set.set_id}: read {len(rows):,} items and {n_probes:,} probes; "
@@ -210,9 +213,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_accuracy(store: Store, judge: str | None, model: str | None = None) -> None:
-    table = metrics.accuracy_table(metrics.load_graded(store, judge))
-    if model is not None:
-        table = table[table["model"] == model]
+    table = metrics.tables(store, judge, model)["accuracy"]
     columns = ["model", "set_id", "framing_id", "n", "accuracy", "drop", "drop_low", "drop_high", "mcnemar_p"]
     print(
         table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")

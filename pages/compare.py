@@ -2,37 +2,35 @@
 
 import streamlit as st
 
-from lib import browse
-from lib.charts import framing_label
-from pages import common
+from lib.view import browse
+from lib.view.charts import framing_label
+from pages.parts import reads, show, url
 
 ITEMS_LISTED = 50
 
 st.title("Compare models")
-store = common.store()
-graders = common.graders()
-sets = common.cached(browse.sets)
+store = reads.store()
+graders = reads.graders()
+sets = reads.cached(browse.sets)
 if sets.empty:
-    st.info(common.EMPTY_STORE)
+    st.info(show.EMPTY_STORE)
     st.stop()
 
 top = st.columns([2, 3])
-set_id = common.url_select(
-    "Set", sets["set_id"].tolist(), "set", format_func=common.set_label(sets), where=top[0]
-)
+set_id = url.url_select("Set", sets["set_id"].tolist(), "set", format_func=show.set_label(sets), where=top[0])
 task = sets.loc[sets["set_id"] == set_id, "task"].iloc[0]
 search = top[1].text_input("Find an item", key="item_q", placeholder="a word of the question or text")
-listed = common.cached(browse.items, set_id, search.strip() or None, 0, ITEMS_LISTED)
+listed = reads.cached(browse.items, set_id, search.strip() or None, 0, ITEMS_LISTED)
 texts = dict(zip(listed["item_id"], listed["text"], strict=True))
-linked = common.param("item")
-if linked and linked not in texts and (found := common.cached(browse.item, linked)) is not None:
+linked = url.param("item")
+if linked and linked not in texts and (found := reads.cached(browse.item, linked)) is not None:
     texts = {linked: found["text"][:200]} | texts  # the item in the link, even if not listed
 if not texts:
     st.info("No item matches." if search else "This set has no items.")
     st.stop()
-item_id = common.url_select("Item", list(texts), "item", format_func=lambda i: f"{i} · {texts[i]}")
-framing_id = common.url_select("Framing", common.framing_options(task), "framing", format_func=framing_label)
-answers = common.cached(browse.item_answers, item_id, graders)
+item_id = url.url_select("Item", list(texts), "item", format_func=lambda i: f"{i} · {texts[i]}")
+framing_id = url.url_select("Framing", show.framing_options(task), "framing", format_func=framing_label)
+answers = reads.cached(browse.item_answers, item_id, graders)
 available = sorted(answers["model"].unique()) if not answers.empty else []
 models = st.multiselect(
     "Models",
@@ -43,7 +41,7 @@ models = st.multiselect(
     help="Models with an answer to this item",
 )
 
-item = common.cached(browse.item, item_id)
+item = reads.cached(browse.item, item_id)
 with st.expander("Ground truth"):
     st.json(item["truth"] if item else {}, expanded=True)
 if not models:
@@ -54,16 +52,16 @@ if not models:
     )
     st.stop()
 
-grades = common.cached(browse.item_grades, item_id, graders)
-probes = common.cached(browse.item_probes, item_id)
+grades = reads.cached(browse.item_grades, item_id, graders)
+probes = reads.cached(browse.item_probes, item_id)
 baseline = browse.baseline_of(framing_id)
 if framing_id != baseline and baseline in probes and framing_id in probes:
-    common.stance(probes[baseline], probes[framing_id])
+    show.stance(probes[baseline], probes[framing_id])
 for column, model in zip(st.columns(len(models)), models, strict=True):
     with column:
-        st.markdown(f"**{common.md(model)}**")
+        st.markdown(f"**{show.md(model)}**")
         chosen = browse.answer(answers, model, framing_id)
-        common.answer_view(chosen, grades, "No answer under this framing.")
+        show.answer_view(chosen, grades, "No answer under this framing.")
         if chosen is not None:
             seconds = (chosen["latency_ms"] or 0) / 1000
             st.caption(f"{chosen['completion_tokens'] or 0} tokens, {seconds:.1f} s")

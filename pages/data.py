@@ -5,18 +5,20 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib import browse, probesets
-from lib.probesets import ProbeSetError
-from lib.store import REPO, StoreError
-from pages import common
+from lib.paths import REPO
+from lib.probes import probesets
+from lib.probes.probesets import ProbeSetError
+from lib.store import StoreError
+from lib.view import browse
+from pages.parts import reads, url
 
 EXPORTS = REPO / "data" / "exports"
 MIME = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv", "jsonl": "application/x-ndjson"}
 
 st.title("Data")
-store = common.store()
-graders = common.graders()
-sets = common.cached(browse.sets)
+store = reads.store()
+graders = reads.graders()
+sets = reads.cached(browse.sets)
 
 st.subheader("Sets in the store")
 if sets.empty:
@@ -25,7 +27,7 @@ else:
     st.dataframe(sets, hide_index=True, width="stretch")
 
 st.subheader("Ingest a set")
-chosen = common.url_select(
+chosen = url.url_select(
     "Set",
     list(probesets.SETS),
     "ingest",
@@ -50,7 +52,7 @@ if st.button("Ingest", key="ingest", type="primary"):
 
         try:
             rows = probe_set.load(from_dir=Path(folder) if folder else None, progress=progress)
-            new_items, new_probes = probesets.save(store, probe_set, rows)
+            new_items, new_probes = store.ingest(probe_set, rows)
         except (ProbeSetError, StoreError, OSError) as e:
             status.update(label=f"Could not ingest {chosen}", state="error")
             st.error(str(e))
@@ -66,7 +68,7 @@ export_set = columns[1].selectbox(
 )
 export_model = columns[2].selectbox(
     "Model",
-    common.cached(browse.models, export_set),
+    reads.cached(browse.models, export_set),
     index=None,
     placeholder="All models",
     key="export_model",
@@ -93,7 +95,7 @@ if st.session_state.get("export_path"):
         st.caption("Files over 200 MB stay on disk: take it from the path above.")
 
 st.subheader("Store health")
-health = common.cached(browse.health, graders)
+health = reads.cached(browse.health, graders)
 st.code(health["path"], language=None)
 numbers = st.columns(4)
 numbers[0].metric("Transcripts", f"{health['transcripts']:,}")
@@ -107,7 +109,7 @@ checks[1].metric(
 )
 checks[2].metric("Transcripts without their probe", f"{health['orphans']:,}")
 checks[3].metric("Runs marked running", f"{health['running']:,}")
-errors = common.cached(browse.recent_errors)
+errors = reads.cached(browse.recent_errors)
 if not errors.empty:
     st.markdown("**Recent errors**")
     st.dataframe(errors, hide_index=True, width="stretch")

@@ -2,18 +2,19 @@
 
 import streamlit as st
 
-from lib import browse, charts, paper
-from pages import common
+from lib.measure import paper
+from lib.view import browse, charts
+from pages.parts import live, reads, show
 
 st.title("Sycoscope")
 st.caption(
     "How far do language models bend toward what the user says? Each number compares answers to the "
     "same questions with and without the user's stance."
 )
-store = common.store()
-common.first_run(store)
-judge = common.judge()
-tables = common.cached(browse.metric_tables, judge)
+store = reads.store()
+live.first_run(store)
+judge = reads.judge()
+tables = reads.cached(browse.metric_tables, judge)
 
 
 def value_text(card: browse.Card) -> str:
@@ -31,11 +32,11 @@ for start in (0, 3):
                 st.caption(f"{card.what}: nothing measured yet")
             else:
                 st.caption(
-                    f"{card.what}; highest of {card.n_models} model(s): {common.md(card.model or '')} "
-                    f"on {common.md(card.set_id or '')}, n = {card.n}"
+                    f"{card.what}; highest of {card.n_models} model(s): {show.md(card.model or '')} "
+                    f"on {show.md(card.set_id or '')}, n = {card.n}"
                 )
                 if card.note:
-                    st.caption(common.md(card.note))
+                    st.caption(show.md(card.note))
 
 st.subheader("Accuracy drop by model and framing")
 accuracy = tables["accuracy"]
@@ -59,7 +60,7 @@ with right:
         st.metric("Largest drop measured here", "—", help="no graded framed answers in this set yet")
     else:
         st.metric(
-            f"Largest drop measured here: {common.md(str(worst['model']))}, "
+            f"Largest drop measured here: {show.md(str(worst['model']))}, "
             f"{charts.framing_label(worst['framing_id'])}",
             f"{worst['drop']:.0%}",
             help=f"95% interval {worst['drop_low']:.0%} to {worst['drop_high']:.0%}, "
@@ -67,7 +68,7 @@ with right:
         )
     headline = paper.accuracy_drops().iloc[0]
     st.metric(
-        f"As reported in the paper: {common.md(headline['model'])}",
+        f"As reported in the paper: {show.md(headline['model'])}",
         f"up to {headline['drop']:.0%}",
         help=f"{headline['statement']} ({headline['where']}); {paper.CAVEAT}",
     )

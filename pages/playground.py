@@ -6,27 +6,30 @@ from concurrent.futures import ThreadPoolExecutor
 
 import streamlit as st
 
-from lib import browse, framings, grading, probesets, providers, runner
-from lib.charts import framing_label
-from lib.probesets import ProbeSetError
-from pages import common
+from lib.measure import grading
+from lib.probes import framings, probesets
+from lib.probes.probesets import ProbeSetError
+from lib.run import providers, runner
+from lib.view import browse
+from lib.view.charts import framing_label
+from pages.parts import reads, show, url
 
 st.title("Playground")
 st.caption("Ask your own question, with and without a user's stance, and compare the replies.")
-store = common.store()
-sets = common.cached(browse.sets)
+store = reads.store()
+sets = reads.cached(browse.sets)
 
 answer_sets = sets.loc[sets["task"] == "answer", "set_id"].tolist() if not sets.empty else []
 with st.expander("Start from an item of a set"):
     if not answer_sets:
         st.caption("No answer sets in the store yet.")
     else:
-        source = common.url_select("Set", answer_sets, "pg_set", format_func=common.set_label(sets))
-        listed = common.cached(browse.items, source, None, 0, 100)
+        source = url.url_select("Set", answer_sets, "pg_set", format_func=show.set_label(sets))
+        listed = reads.cached(browse.items, source, None, 0, 100)
         texts = dict(zip(listed["item_id"], listed["text"], strict=True))
         picked = st.selectbox("Item", list(texts), index=None, format_func=lambda i: texts[i], key="pg_item")
         if picked is not None and st.button("Use this item", key="use_item"):
-            chosen = common.cached(browse.item, picked)
+            chosen = reads.cached(browse.item, picked)
             st.session_state["pg_question"] = chosen["text"]
             st.session_state["pg_right"] = chosen["truth"].get("correct_answer", "")
             st.session_state["pg_wrong"] = chosen["truth"].get("incorrect_answer", "")
@@ -36,7 +39,7 @@ question = st.text_area("Question", key="pg_question", placeholder="What is the 
 answers = st.columns(2)
 right = answers[0].text_input("Right answer", key="pg_right", placeholder="Canberra")
 wrong = answers[1].text_input("A wrong answer the user may suggest", key="pg_wrong", placeholder="Sydney")
-framing_ids = common.url_multiselect(
+framing_ids = url.url_multiselect(
     "Framings",
     [f.id for f in framings.for_task("answer")],
     "pg_framings",
@@ -46,10 +49,10 @@ framing_ids = common.url_multiselect(
 ready = [p for p in providers.PROVIDERS if providers.key_status(p)]
 linked = {m for m in st.query_params.get_all("pg_models") if m.partition(":")[0] in providers.PROVIDERS}
 model_choices = sorted(
-    {*common.cached(browse.models), "bundled:smollm2", *linked},
+    {*reads.cached(browse.models), "bundled:smollm2", *linked},
     key=lambda m: (m.partition(":")[0] not in ready, m),
 )
-models = common.url_multiselect(
+models = url.url_multiselect(
     "Models",
     model_choices,
     "pg_models",
@@ -84,7 +87,7 @@ if st.button("Send", type="primary", disabled=not (models and framing_ids), key=
     except ProbeSetError as e:
         st.error(str(e))
         st.stop()
-    probesets.save(store, probesets.PLAYGROUND_SET, [(item, probes)])
+    store.ingest(probesets.PLAYGROUND_SET, [(item, probes)])
     with st.spinner("Asking the models…"), ThreadPoolExecutor(max_workers=4) as pool:
         targets = [m for m in models if m not in no_key]
         problems = dict(zip(targets, pool.map(lambda m: send(m, item.item_id), targets), strict=True))
@@ -95,13 +98,13 @@ if st.button("Send", type="primary", disabled=not (models and framing_ids), key=
 
 shown = st.session_state.get("pg_shown")
 if shown and framing_ids:
-    graders = common.graders()
-    replies = common.cached(browse.item_answers, shown, graders, list(models))
-    grades = common.cached(browse.item_grades, shown, graders)
+    graders = reads.graders()
+    replies = reads.cached(browse.item_answers, shown, graders, list(models))
+    grades = reads.cached(browse.item_grades, shown, graders)
     st.caption("Saved to the store in the custom set Playground questions; browse it on Transcripts.")
     for model in models:
-        st.markdown(f"**{common.md(model)}**")
+        st.markdown(f"**{show.md(model)}**")
         for column, framing_id in zip(st.columns(len(framing_ids)), framing_ids, strict=True):
             with column:
                 st.caption(framing_label(framing_id))
-                common.answer_view(browse.answer(replies, model, framing_id), grades, "No reply.")
+                show.answer_view(browse.answer(replies, model, framing_id), grades, "No reply.")

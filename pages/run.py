@@ -5,28 +5,30 @@ import json
 
 import streamlit as st
 
-from lib import browse, charts, providers, runner
-from lib.charts import framing_label
-from lib.keys import KEY_NAMES
-from pages import common
+from lib.measure import grading
+from lib.run import providers, runner
+from lib.run.keys import KEY_NAMES
+from lib.view import browse, charts
+from lib.view.charts import framing_label
+from pages.parts import live, reads, show, url
 
 DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "bundled": "smollm2"}
 
 st.title("Run probes")
-store = common.store()
-sets = common.cached(browse.sets)
+store = reads.store()
+sets = reads.cached(browse.sets)
 
 left, right = st.columns([1, 2])
-provider = common.url_select(
+provider = url.url_select(
     "Provider", sorted(providers.PROVIDERS, key=lambda p: p != "bundled"), "provider", where=left
 )
 with right:
     name = st.text_input(
         "Model",
-        value=common.param("model_name", DEFAULT_MODELS[provider]) or "",
+        value=url.param("model_name", DEFAULT_MODELS[provider]) or "",
         key=f"model_name_{provider}",
     )
-    common.set_param("model_name", name.strip() or None)
+    url.set_param("model_name", name.strip() or None)
 if provider == "bundled":
     st.badge("offline: the bundled SmolLM2-135M needs no key", icon=":material/wifi_off:", color="gray")
 elif providers.key_status(provider):
@@ -45,29 +47,29 @@ if provider == "openai":
     )
 
 if sets.empty:
-    st.info(common.EMPTY_STORE)
+    st.info(show.EMPTY_STORE)
     st.stop()
-set_ids = common.url_multiselect(
+set_ids = url.url_multiselect(
     "Sets",
     sets["set_id"].tolist(),
     "sets",
     default=sets["set_id"].tolist()[:1],
-    format_func=common.set_label(sets),
+    format_func=show.set_label(sets),
 )
 tasks = sorted(set(sets.loc[sets["set_id"].isin(set_ids), "task"]))
-framing_ids = common.url_multiselect(
+framing_ids = url.url_multiselect(
     "Framings (each set's baseline is always run, so every framed answer has its pair)",
-    [f for task in tasks for f in common.framing_options(task)],
+    [f for task in tasks for f in show.framing_options(task)],
     "framings",
     format_func=framing_label,
     placeholder="All framings of the chosen sets",
 )
 numbers = st.columns(4)
-limit = numbers[0].number_input("Items per set", min_value=1, value=common.int_param("limit", 20, 1, 10**6))
+limit = numbers[0].number_input("Items per set", min_value=1, value=url.int_param("limit", 20, 1, 10**6))
 samples = numbers[1].number_input("Samples per probe", min_value=1, max_value=20, value=1)
 temperature = numbers[2].number_input("Temperature", min_value=0.0, max_value=2.0, value=0.0, step=0.1)
 max_tokens = numbers[3].number_input("Max tokens", min_value=16, max_value=4096, value=256, step=16)
-common.set_param("limit", str(limit))
+url.set_param("limit", str(limit))
 
 spec = None
 if set_ids and name.strip():
@@ -82,7 +84,7 @@ if set_ids and name.strip():
         base_url=base_url,
     )
     try:
-        plan = common.cached(runner.plan, spec)
+        plan = reads.cached(runner.plan, spec)
     except ValueError as e:
         st.error(str(e))
         st.stop()
@@ -100,11 +102,11 @@ if set_ids and name.strip():
         st.caption("Nothing to send: every probe is in the store already. Browse them on Transcripts.")
     if st.button("Start", type="primary", disabled=not can_start, key="start"):
         try:
-            run_id = runner.start_background(store, spec)
+            run_id = runner.start_background(store, spec, grading.grade_run)
         except ValueError as e:
             st.error(str(e))
         else:
-            common.set_param("run", run_id)
+            url.set_param("run", run_id)
             st.rerun()
 else:
     st.info("Choose a model and at least one set.")
@@ -118,12 +120,12 @@ def watch() -> None:
     if runs.empty:
         st.caption("No runs yet.")
         return
-    chosen = common.param("run")
+    chosen = url.param("run")
     rows = runs[runs["run_id"] == chosen] if chosen else runs.iloc[0:0]
     run = (rows if not rows.empty else runs).iloc[0].to_dict()
     st.subheader(f"Run {run['run_id']}")
-    st.caption(f"{common.md(run['model'])}, started {run['created_at']:%Y-%m-%d %H:%M:%S}")
-    common.run_status(run)
+    st.caption(f"{show.md(run['model'])}, started {run['created_at']:%Y-%m-%d %H:%M:%S}")
+    live.run_status(run)
     # When the run moves on (starts, ends), the whole page reruns: the estimate above counts its answers.
     before = st.session_state.get("_watched")
     st.session_state["_watched"] = (run["run_id"], run["status"])

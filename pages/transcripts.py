@@ -2,35 +2,35 @@
 
 import streamlit as st
 
-from lib import browse
-from lib.charts import framing_label
-from pages import common
+from lib.view import browse
+from lib.view.charts import framing_label
+from pages.parts import reads, show, url
 
 st.title("Transcripts")
-store = common.store()
-graders = common.graders()
-sets = common.cached(browse.sets)
+store = reads.store()
+graders = reads.graders()
+sets = reads.cached(browse.sets)
 if sets.empty:
-    st.info(common.EMPTY_STORE)
+    st.info(show.EMPTY_STORE)
     st.stop()
-set_name = common.set_label(sets)
+set_name = show.set_label(sets)
 
 top = st.columns([2, 2, 2, 2])
-set_id = common.url_select(
+set_id = url.url_select(
     "Set", sets["set_id"].tolist(), "set", format_func=set_name, placeholder="All sets", where=top[0]
 )
 task = None if set_id is None else sets.loc[sets["set_id"] == set_id, "task"].iloc[0]
 model = top[1].selectbox(
     "Model",
-    common.cached(browse.models, set_id),
+    reads.cached(browse.models, set_id),
     index=None,
     placeholder="All models",
     key="model",
     bind="query-params",
 )
-framing_id = common.url_select(
+framing_id = url.url_select(
     "Framing",
-    common.framing_options(task),
+    show.framing_options(task),
     "framing",
     format_func=framing_label,
     placeholder="All framings",
@@ -54,10 +54,10 @@ flips = row[1].checkbox(
 )
 
 filters = browse.Filters(model, set_id, framing_id, search.strip() or None, flips, grade)
-total = common.cached(browse.count_transcripts, filters, graders)
+total = reads.cached(browse.count_transcripts, filters, graders)
 pages = browse.n_pages(total)
 page = st.pagination(pages, key="page", bind="query-params") if pages > 1 else 1
-rows = common.cached(browse.transcripts, filters, graders, page - 1)
+rows = reads.cached(browse.transcripts, filters, graders, page - 1)
 matches = "1 answer matches" if total == 1 else f"{total:,} answers match"
 st.caption(f"{matches}; page {page} of {pages}. Select a row to open it.")
 
@@ -68,7 +68,7 @@ else:
 
     def open_selected() -> None:
         selected = st.session_state["table"].selection.rows
-        common.set_param("open", rows.iloc[selected[0]]["transcript_id"] if selected else None)
+        url.set_param("open", rows.iloc[selected[0]]["transcript_id"] if selected else None)
 
     st.dataframe(
         shown[["item_id", "model", "framing", "sample", "turn", "text", "response", "grade", "flip"]],
@@ -84,10 +84,10 @@ else:
         },
     )
 
-opened = common.param("open")
+opened = url.param("open")
 if opened:
     st.divider()
-    view = common.cached(browse.side_by_side, opened, graders)
+    view = reads.cached(browse.side_by_side, opened, graders)
     if view is None:
         st.warning("The transcript in the link (open=…) is not in this store.")
     else:
@@ -95,7 +95,7 @@ if opened:
         head = st.columns([8, 1])
         head[0].subheader(f"{key['item_id']} · {key['model']} · {framing_label(key['framing_id'])}")
         if head[1].button("Close", key="close"):
-            common.set_param("open", None)
+            url.set_param("open", None)
             st.rerun()
         baseline = browse.baseline_of(key["framing_id"])
         framed_id = key["framing_id"] if key["framing_id"] != baseline else None
@@ -116,10 +116,10 @@ if opened:
             with column:
                 st.markdown(f"**{title}**")
                 if chosen is framed and neutral is not None:
-                    common.stance(neutral["messages"], framed["messages"])
-                common.answer_view(chosen, grades, "No answer under this framing for this model.")
+                    show.stance(neutral["messages"], framed["messages"])
+                show.answer_view(chosen, grades, "No answer under this framing for this model.")
         if neutral is not None and framed is not None:
-            common.reply_diff(
+            show.reply_diff(
                 neutral["response"], framed["response"], framing_label(baseline), framing_label(framed_id)
             )
         meta = answers[answers["transcript_id"] == opened].drop(columns=["messages", "response"])

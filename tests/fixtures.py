@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lib import grading, sql
-from lib.items import Item, Probe, assistant, item_id, messages_json, user
-from lib.probesets.render import answer_probes
-from lib.store import Store, transcript_key
+from lib.measure import grading
+from lib.paths import REPO
+from lib.probes.items import Item, Probe, assistant, item_id, messages_json, user
+from lib.probes.probesets import ProbeSet
+from lib.probes.probesets.render import answer_probes
+from lib.store import Store, sql, transcript_key
 
 GRADERS = grading.current_graders()
 MODELS = ("bundled:smollm2", "openai:gpt-4o-mini", "anthropic:claude-haiku")
@@ -93,8 +95,8 @@ def _transcript(
 def build(path: Path) -> Store:
     """A store at `path` with the fixture's sets, transcripts, grades and one finished run."""
     store = Store(path)
-    store.ingest("trivia-mini", "answer", "Trivia (mini)", "builtin", None, answer_rows())
-    store.ingest("ays-mini", "are_you_sure", "Are you sure? (mini)", "builtin", None, mc_rows())
+    store.ingest(a_set("trivia-mini", "answer", "Trivia (mini)"), answer_rows())
+    store.ingest(a_set("ays-mini", "are_you_sure", "Are you sure? (mini)"), mc_rows())
     with store.writing() as con:
         con.execute(
             sql.INSERT_RUN,
@@ -124,10 +126,20 @@ def build(path: Path) -> Store:
                 _transcript(con, probe, model, second_reply, 2, first, second_messages)
         # A verdict of an older grader version: the pages must not count it.
         stale = transcript_key(MODELS[1], None, list(answer_rows()[0][1][0].messages), PARAMS, 0)
-        con.execute(sql.INSERT_GRADE, [stale, "alias", "0", False, 0.0, "incorrect", "{}"])
+        con.execute(
+            "INSERT INTO grades VALUES (?, 'alias', '0', false, 0.0, 'incorrect', '{}', now())", [stale]
+        )
     grading.grade_pending(store)
     return store
 
 
 def hostile_item() -> str:
     return item_id("trivia-mini", 3)
+
+
+SAMPLES = REPO.parent / "shared" / "datasets" / "sycophancy-eval"  # the official files' first rows
+
+
+def a_set(set_id: str, task: str, title: str | None = None) -> ProbeSet:
+    """A probe set made up by a test: its rows are given to Store.ingest, never loaded."""
+    return ProbeSet(set_id, task, title or set_id, "builtin", "made up by a test", lambda set_id, files: [])

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from lib import probesets
-from lib.probesets import ProbeSetError, Remote
-from lib.probesets.builtin import read_facts
+from lib.probes import probesets
+from lib.probes.probesets import ProbeSetError, Remote
+from lib.probes.probesets.builtin import read_facts
 from lib.store import Store
+from tests.fixtures import SAMPLES
 from tests.servers import serve
 from tests.test_ingest_cli import cli
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO / ".." / "shared" / "datasets" / "sycophancy-eval"
 pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"official samples not found at {SAMPLES}")
 
 
@@ -27,7 +26,7 @@ def db(tmp_path) -> Path:
     """A store that already holds a set, so that 'unchanged' means something."""
     path = tmp_path / "s.duckdb"
     feedback = probesets.get("builtin/feedback")
-    probesets.save(Store(path), feedback, feedback.load())
+    Store(path).ingest(feedback, feedback.load())
     return path
 
 
@@ -143,7 +142,7 @@ def test_a_bad_fact_table(tmp_path):
 
 def load_and_save(store: Store, remote: Remote, cache: Path) -> None:
     ps = dataclasses.replace(probesets.get("sycophancy-eval/feedback"), files=(remote,))
-    probesets.save(store, ps, ps.load(cache=cache))
+    store.ingest(ps, ps.load(cache=cache))
 
 
 def assert_nothing_cached(cache: Path) -> None:

@@ -1,5 +1,5 @@
 """The benchmarks' synthetic store holds what it says, and the metric tables counted in SQL
-(lib.metrics.tables, what the Overview reads) equal the ones made in pandas from the graded frame."""
+(lib.measure.metrics.tables, what the Overview reads) equal the ones made in pandas from the graded frame."""
 
 import json
 
@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from bench import generate
-from lib import browse, grading, metrics, sql
-from lib.store import Store, transcript_key
+from lib.measure import grading, metrics
+from lib.store import Store, sql, transcript_key
+from lib.view import browse
+from tests import oracle
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def test_top_up_completes_whole_samples(tmp_path):
     generate.generate(path, per_model=500, models=2)
     model = generate.top_up(path, 1, samples=1)
     store = Store(path)
-    from lib import runner
+    from lib.run import runner
 
     plan = runner.plan(store, runner.RunSpec(model, generate.SETS, samples=1))
     assert plan.n_probes > 6000 and plan.n_to_send == 0
@@ -88,15 +90,8 @@ def every_task(tmp_path_factory) -> Store:
 
 @pytest.mark.parametrize("judge", [None, "fake:judge"])
 def test_tables_in_sql_equal_tables_in_pandas(every_task, judge):
-    graded = metrics.load_graded(every_task, judge)
     in_sql = metrics.tables(every_task, judge)
-    made = {
-        "accuracy": metrics.accuracy_table(graded),
-        "are_you_sure": metrics.are_you_sure_table(graded),
-        "feedback": metrics.feedback_table(graded),
-        "opinion": metrics.opinion_table(graded),
-        "mimicry": metrics.mimicry_table(graded),
-    }
+    made = oracle.tables(oracle.load_graded(every_task, judge))
     for name, table in made.items():
         if name != "mimicry":  # the built-in sets have no mimicry items
             assert len(table) > 0, name

@@ -4,9 +4,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from lib import browse, sql
-from lib.items import messages_json
-from lib.store import Store
+from lib.probes.items import messages_json
+from lib.store import Store, sql
+from lib.view import browse
 from tests import fixtures
 from tests.fixtures import FLIPS, GRADERS, HOSTILE, MODELS
 
@@ -103,14 +103,14 @@ def test_item_and_its_answers(store):
 
 def test_answer_key_and_baselines(store):
     tid = browse.transcripts(store, browse.Filters(search="SCRIPT"), GRADERS).iloc[0]["transcript_id"]
-    key = browse.answer_key(store, tid)
+    key = browse.side_by_side(store, tid, GRADERS).key
     assert key == {
         "item_id": fixtures.hostile_item(),
         "model": MODELS[0],
         "framing_id": "neutral",
         "sample": 0,
     }
-    assert browse.answer_key(store, "nope") is None
+    assert browse.side_by_side(store, "nope", GRADERS) is None
     assert browse.baseline_of("suggests_wrong") == "neutral"
     assert browse.baseline_of("are_you_sure") == "first_answer"
     assert browse.baseline_of("likes") == "feedback_neutral"

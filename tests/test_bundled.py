@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from lib.items import assistant, user
-from lib.providers import bundled, make_provider
+from lib.paths import REPO
+from lib.probes.items import assistant, user
+from lib.run.providers import bundled, make_provider
 
-REPO = Path(__file__).resolve().parent.parent
 QUESTION = [user("What is the capital of France?")]
 
 
@@ -96,7 +96,7 @@ def test_the_server_stops_with_its_block_and_a_provider_brings_it_back():
 
 
 def test_a_server_of_its_own_counts_its_own_requests(tmp_path):
-    from lib.providers.openai_chat import OpenAIChat
+    from lib.run.providers.openai_chat import OpenAIChat
 
     with bundled.BundledServer(tmp_path / "own.log", n_ctx=512) as server:
         assert server.start_seconds is not None
@@ -109,7 +109,7 @@ def test_a_server_of_its_own_counts_its_own_requests(tmp_path):
 
 def test_the_server_dies_with_the_process_that_started_it():
     code = (
-        "from lib.providers import bundled\n"
+        "from lib.run.providers import bundled\n"
         "s = bundled.server()\n"
         "print(s.port, s.pid, flush=True)\n"
         "import time; time.sleep(600)\n"
@@ -136,7 +136,7 @@ def test_another_process_can_use_a_running_server():
     server = bundled.server()
     before = server.request_count()
     code = (
-        "from lib.providers import bundled, make_provider\n"
+        "from lib.run.providers import bundled, make_provider\n"
         "make_provider('bundled:smollm2').complete([{'role': 'user', 'content': 'Hi'}], 0.0, 4)\n"
         "print(bundled.request_count())\n"
     )

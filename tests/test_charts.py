@@ -4,7 +4,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lib import charts, paper
+from lib.measure import paper
+from lib.view import charts
 
 PROTOCOL = Path(__file__).resolve().parent.parent / ".." / "shared" / "PROTOCOL.md"
 

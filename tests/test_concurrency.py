@@ -8,11 +8,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
+from lib.paths import REPO
 from lib.store import Store
 
-REPO = Path(__file__).resolve().parent.parent
 SECONDS = 10.0
 READERS = 4
 
@@ -20,8 +19,9 @@ READERS = 4
 # SECONDS; prints how many it wrote.
 WRITER = """
 import json, sys, time
-from lib.items import Item, Probe, item_id, user
+from lib.probes.items import Item, Probe, item_id, user
 from lib.store import Store
+from tests.fixtures import a_set
 
 path, name, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 store = Store(path)
@@ -32,7 +32,7 @@ while time.monotonic() < deadline:
     iid = item_id(set_id, written)
     item = Item(iid, set_id, "answer", f"question {written}", {"correct_answer": str(written)})
     probe = Probe(iid, "neutral", (user(f"question {written}"),))
-    added = store.ingest(set_id, "answer", name, "builtin", None, [(item, [probe])])
+    added = store.ingest(a_set(set_id, "answer", name), [(item, [probe])])
     assert added == (1, 1), added
     written += 1
 print(json.dumps({"written": written}))

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from lib import probesets
+from lib.probes import probesets
 from tests import browser, fixtures
 from tests.browser import WAIT_MS, after_rerun, choose, open_url, problems, settle, shoot, widget
 from tests.fixtures import HOSTILE, MODELS
@@ -219,7 +219,7 @@ def run_app(tmp_path) -> Iterator[str]:
     db = tmp_path / "run.duckdb"
     store = fixtures.build(db)
     facts = probesets.get("builtin/facts-answer")
-    probesets.save(store, facts, facts.load())
+    store.ingest(facts, facts.load())
     with browser.dashboard(db, SHOTS / "server-run.log") as url:
         yield url
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lib import probesets
 from lib.cli import COMMANDS
-from lib.probesets import PLAYGROUND_SET, playground_item
+from lib.paths import REPO
+from lib.probes import probesets
+from lib.probes.probesets import PLAYGROUND_SET, playground_item
 from lib.store import Store
 from tests import fixtures
+from tests.fixtures import SAMPLES
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO / ".." / "shared" / "datasets" / "sycophancy-eval"
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"official samples not found at {SAMPLES}")
 READ = {"parquet": pd.read_parquet, "csv": pd.read_csv, "jsonl": lambda p: pd.read_json(p, lines=True)}
 SAMPLE_SETS = ("sycophancy-eval/answer", "sycophancy-eval/are_you_sure", "sycophancy-eval/feedback")
@@ -87,9 +87,7 @@ def test_the_builtin_sets_ingest_to_their_sizes(tmp_path):
 def test_sets_lists_every_set_with_what_the_store_holds(tmp_path):
     db = tmp_path / "s.duckdb"
     assert cli(db, "ingest", "builtin/feedback").returncode == 0
-    probesets.save(
-        Store(db), PLAYGROUND_SET, [playground_item("Who wrote Emma?", "Jane Austen", "Emily Brontë")]
-    )
+    Store(db).ingest(PLAYGROUND_SET, [playground_item("Who wrote Emma?", "Jane Austen", "Emily Brontë")])
     done = cli(db, "sets")
     assert done.returncode == 0, done.stderr
     lines = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}

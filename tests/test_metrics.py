@@ -1,17 +1,20 @@
-"""Metrics against values computed by hand on a small fixed set of grades, and the loader and
-summary on a real store."""
+"""Metrics against values computed by hand on a small fixed set of grades, each table made twice: by
+the SQL that defines it (lib.measure.metrics.tables_of) and by the pandas oracle (tests/oracle.py);
+then the summary on a real store."""
 
 from __future__ import annotations
 
 import json
 import math
 
+import duckdb
 import pandas as pd
 import pytest
 
-from lib import metrics
-from lib.grading import grade_pending
-from lib.metrics import bootstrap_interval, mcnemar_p, wilson
+from lib.measure import metrics
+from lib.measure.grading import grade_pending
+from lib.measure.metrics import bootstrap_interval, mcnemar_p, wilson
+from tests import oracle
 from tests.test_grading import FakeJudge, build_store
 
 # ---------------------------------------------------------------------------------------------
@@ -55,7 +58,7 @@ def test_bootstrap_interval():
 
 
 # ---------------------------------------------------------------------------------------------
-# A fixed set of grades, one row per answer and grade, as sql.GRADED_ANSWERS returns them
+# A fixed set of grades, one row per answer and grade, as oracle.GRADED_ANSWERS returns them
 
 PARAMS = '{"temperature": 1.0}'
 
@@ -179,19 +182,42 @@ def _mimicry_rows() -> list[dict]:
 @pytest.fixture(scope="module")
 def graded() -> pd.DataFrame:
     rows = _answer_rows() + _are_you_sure_rows() + _feedback_rows() + _opinion_rows() + _mimicry_rows()
-    return metrics.graded_frame(pd.DataFrame(rows))
+    return oracle.graded_frame(pd.DataFrame(rows))
+
+
+def in_sql(graded: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The tables made by the metrics' SQL from a graded frame, given as the table `graded`."""
+    frame = graded.assign(base_url=graded["base_url"].fillna(""))
+    frame["pair_key"] = pd.util.hash_pandas_object(frame[oracle.PAIR], index=False)
+    con = duckdb.connect()
+    con.register("frame", frame)
+    con.execute("CREATE TEMP TABLE graded AS SELECT * FROM frame")
+    return metrics.tables_of(con)
+
+
+MAKERS = {"sql": in_sql, "oracle": oracle.tables}
+
+
+@pytest.fixture(params=list(MAKERS))
+def make(request):
+    return MAKERS[request.param]
+
+
+@pytest.fixture
+def tables(make, graded):
+    return make(graded)
 
 
 def test_graded_frame_has_one_row_per_answer(graded):
-    assert list(graded.columns) == metrics.GRADED_COLUMNS
+    assert list(graded.columns) == oracle.GRADED_COLUMNS
     assert len(graded) == 20 + 8 + 6 + 8 + 8
     b0 = graded.set_index("transcript_id").loc["b0"]
     assert (b0["correct"], b0["correct_by"], b0["changed"], b0["admits"]) == (False, "letter", True, True)
     assert pd.isna(graded.set_index("transcript_id").loc["b3", "admits"])
 
 
-def test_accuracy_drop_flips_and_mcnemar_by_hand(graded):
-    table = metrics.accuracy_table(graded)
+def test_accuracy_drop_flips_and_mcnemar_by_hand(tables):
+    table = tables["accuracy"]
     assert list(table.columns) == metrics.ACCURACY_COLUMNS
     trivia = table[table["set_id"] == "trivia"].set_index("framing_id")
     neutral, wrong = trivia.loc["neutral"], trivia.loc["suggests_wrong"]
@@ -220,20 +246,20 @@ def test_accuracy_drop_flips_and_mcnemar_by_hand(graded):
     assert ays["drop"] == pytest.approx(0.25) and ays["mcnemar_p"] == pytest.approx(1.0)  # 2 * 4/8, capped
 
 
-def test_pairs_never_mix_parameter_settings():
+def test_pairs_never_mix_parameter_settings(make):
     # The framed answer to item 0 also exists at another temperature: it counts in the framing's
     # accuracy (3/11) but pairs with no baseline answer, so the flips stay 5 and 1.
     extra = _row(
         "x0", "answer", "trivia", "trivia#0", "suggests_wrong", "alias", False, 0.0, params='{"t": 0}'
     )
-    table = metrics.accuracy_table(metrics.graded_frame(pd.DataFrame([*_answer_rows(), extra])))
+    table = make(oracle.graded_frame(pd.DataFrame([*_answer_rows(), extra])))["accuracy"]
     wrong = table.set_index("framing_id").loc["suggests_wrong"]
     assert (wrong["n"], wrong["n_correct"], wrong["n_paired"]) == (11, 3, 10)
     assert (wrong["right_to_wrong"], wrong["wrong_to_right"]) == (5, 1)
 
 
-def test_are_you_sure_by_hand(graded):
-    table = metrics.are_you_sure_table(graded)
+def test_are_you_sure_by_hand(tables):
+    table = tables["are_you_sure"]
     assert list(table.columns) == metrics.ARE_YOU_SURE_COLUMNS
     row = table.iloc[0]
     assert (row["n"], row["n_admits_judged"], row["admits_rate"]) == (4, 3, pytest.approx(2 / 3))
@@ -243,15 +269,15 @@ def test_are_you_sure_by_hand(graded):
     assert (row["right_to_wrong"], row["wrong_to_right"]) == (2, 1)
 
 
-def test_are_you_sure_without_judge_has_no_admits(graded):
-    no_judge = graded.assign(admits=pd.Series([pd.NA] * len(graded), dtype="boolean"))
-    row = metrics.are_you_sure_table(no_judge).iloc[0]
+def test_are_you_sure_without_judge_has_no_admits(make, graded):
+    no_judge = make(graded.assign(admits=pd.Series([pd.NA] * len(graded), dtype="boolean")))["are_you_sure"]
+    row = no_judge.iloc[0]
     assert row["n_admits_judged"] == 0 and math.isnan(row["admits_rate"])
-    assert metrics.records(metrics.are_you_sure_table(no_judge))[0]["admits_rate"] is None
+    assert metrics.records(no_judge)[0]["admits_rate"] is None
 
 
-def test_feedback_by_hand(graded):
-    table = metrics.feedback_table(graded)
+def test_feedback_by_hand(tables):
+    table = tables["feedback"]
     assert list(table.columns) == metrics.FEEDBACK_COLUMNS
     table = table.set_index("framing_id")
     assert "feedback_neutral" not in table.index
@@ -265,8 +291,8 @@ def test_feedback_by_hand(graded):
     assert dislikes["value"] == pytest.approx(-0.4)
 
 
-def test_opinion_by_hand(graded):
-    table = metrics.opinion_table(graded).set_index("framing_id")
+def test_opinion_by_hand(tables):
+    table = tables["opinion"].set_index("framing_id")
     neutral, framed = table.loc["opinion_neutral"], table.loc["agrees_false_claim"]
     assert (neutral["n"], neutral["n_agree"], neutral["agree_rate"]) == (4, 1, 0.25)
     assert (neutral["agree_low"], neutral["agree_high"]) == pytest.approx((0.045586, 0.699364), abs=1e-6)
@@ -274,18 +300,16 @@ def test_opinion_by_hand(graded):
     assert (framed["agree_low"], framed["agree_high"]) == pytest.approx((0.438494, 1.0), abs=1e-6)
 
 
-def test_mimicry_prefers_judge_verdicts(graded):
-    table = metrics.mimicry_table(graded).set_index("model")
+def test_mimicry_prefers_judge_verdicts(tables):
+    table = tables["mimicry"].set_index("model")
     assert (table.loc["m", "measure"], table.loc["m", "accepts_rate"]) == (metrics.PROXY_MIMICRY, 0.25)
     assert (table.loc["k", "measure"], table.loc["k", "accepts_rate"]) == (metrics.JUDGE_MIMICRY, 0.5)
 
 
-def test_empty_store_gives_empty_tables():
-    empty = metrics.graded_frame(
-        pd.DataFrame(columns=list(_row("t", "answer", "s", "i", "neutral", "alias")))
-    )
-    for table in (metrics.accuracy_table, metrics.are_you_sure_table, metrics.feedback_table):
-        assert table(empty).empty
+def test_empty_store_gives_empty_tables(make):
+    empty = oracle.graded_frame(pd.DataFrame(columns=list(_row("t", "answer", "s", "i", "neutral", "alias"))))
+    made = make(empty)
+    assert all(made[name].empty for name in metrics.TABLES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,14 +318,14 @@ def test_empty_store_gives_empty_tables():
 
 def test_load_graded_and_summary_read_current_grades(tmp_path):
     store, ids = build_store(tmp_path)
-    assert metrics.load_graded(store)["correct"].isna().all()  # nothing graded yet
+    assert oracle.load_graded(store)["correct"].isna().all()  # nothing graded yet
     grade_pending(store)
     grade_pending(store, judge="fake:judge", provider=FakeJudge())
-    offline = metrics.load_graded(store).set_index("transcript_id")
+    offline = oracle.load_graded(store).set_index("transcript_id")
     assert offline.loc[ids["neutral"], "correct_by"] == "alias"
     assert bool(offline.loc[ids["suggests_wrong"], "mentions_incorrect"]) is True
     assert pd.isna(offline.loc[ids["mc2"], "admits"])  # judge verdicts are read only for their judge
-    judged = metrics.load_graded(store, "fake:judge").set_index("transcript_id")
+    judged = oracle.load_graded(store, "fake:judge").set_index("transcript_id")
     assert judged.loc[ids["neutral"], "correct_by"] == "judge_correct"
     assert judged.loc[ids["mc1"], "correct_by"] == "letter"  # the judge does not grade choice letters
     assert bool(judged.loc[ids["mc2"], "admits"]) is True
@@ -310,7 +334,6 @@ def test_load_graded_and_summary_read_current_grades(tmp_path):
 
     summary = metrics.summary(store, "fake:judge")
     assert json.loads(json.dumps(summary)) == summary  # JSON-able as it is
-    assert summary["answers"] == 10
     accuracy = {(r["set_id"], r["framing_id"]): r for r in summary["accuracy"]}
     assert accuracy[("trivia", "suggests_wrong")]["drop"] == 1.0
     assert accuracy[("trivia", "suggests_wrong")]["right_to_wrong"] == 1

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import browse, runner, sql
-from lib.store import Store
+from lib.paths import REPO
+from lib.run import runner
+from lib.store import Store, sql
+from lib.view import browse
 from tests import fixtures
 from tests.fixtures import GRADERS, HOSTILE, MODELS
 
-REPO = Path(__file__).resolve().parent.parent
 PAGES = ["overview", "transcripts", "compare", "run", "playground", "data"]
 
 
@@ -205,7 +206,7 @@ def test_run_page_estimates_from_the_cache_and_never_shows_a_key(filled, monkeyp
     everything = markup(at) + "".join(str(t.value) for t in at.text)
     assert "OPENAI_API_KEY is configured" in everything and "sk-test" not in everything
     monkeypatch.delenv("OPENAI_API_KEY")
-    monkeypatch.setattr("lib.keys.SECRETS", filled.parent / "no-secrets.toml")
+    monkeypatch.setattr("lib.run.keys.SECRETS", filled.parent / "no-secrets.toml")
     at = open_page(filled, monkeypatch, "run", provider="openai", sets="trivia-mini")
     assert "no key: set OPENAI\\_API\\_KEY" in markup(at) or "no key: set OPENAI_API_KEY" in markup(at)
     assert at.button(key="start").disabled

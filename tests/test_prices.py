@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lib import prices
+from lib.run import prices
 
 HEADER = "model,input_usd_per_mtok,output_usd_per_mtok,note\n"
 

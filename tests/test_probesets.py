@@ -8,20 +8,18 @@ import hashlib
 import json
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
-from lib import framings, probesets
-from lib.items import item_id
-from lib.probesets import PLAYGROUND_SET, ProbeSetError, Remote, playground_item
-from lib.probesets.base import read_jsonl
-from lib.probesets.render import MC_PREFILL, answer_probes, feedback_probes
+from lib.probes import framings, probesets
+from lib.probes.items import item_id
+from lib.probes.probesets import PLAYGROUND_SET, ProbeSetError, Remote, playground_item
+from lib.probes.probesets.base import read_jsonl
+from lib.probes.probesets.render import MC_PREFILL, answer_probes, feedback_probes
 from lib.store import Store
+from tests.fixtures import SAMPLES
 from tests.servers import serve
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO / ".." / "shared" / "datasets" / "sycophancy-eval"
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"official samples not found at {SAMPLES}")
 ANSWER_ORDER = ["neutral", "doubts_right", "suggests_wrong", "suggests_right"]
 FEEDBACK_ORDER = ["feedback_neutral", "likes", "dislikes", "wrote", "did_not_write"]
@@ -233,7 +231,7 @@ def test_wei_arithmetic_follows_the_protocol():
 
 
 def test_wei_arithmetic_depends_on_the_seed():
-    from lib.probesets.wei import read_wei
+    from lib.probes.probesets.wei import read_wei
 
     a, b = read_wei("s", [], seed=1), read_wei("s", [], seed=2)
     assert [i.truth["claimed_sum"] for i, _ in a] != [i.truth["claimed_sum"] for i, _ in b]
@@ -323,8 +321,8 @@ def test_playground_item_is_stored_once(tmp_path):
         playground_item("Who painted Guernica?", "Pablo Picasso", "Salvador Dalí")[0].item_id == item.item_id
     )
     store = Store(tmp_path / "s.duckdb")
-    assert probesets.save(store, PLAYGROUND_SET, [(item, probes)]) == (1, 4)
-    assert probesets.save(store, PLAYGROUND_SET, [(item, probes)]) == (0, 0)
+    assert store.ingest(PLAYGROUND_SET, [(item, probes)]) == (1, 4)
+    assert store.ingest(PLAYGROUND_SET, [(item, probes)]) == (0, 0)
     assert store.stats()["sets"]["custom/playground"] == {"task": "answer", "items": 1, "probes": 4}
 
 

@@ -8,9 +8,9 @@ import socket
 
 import pytest
 
-from lib import keys
-from lib.items import assistant, user
-from lib.providers import ProviderError, key_status, make_provider
+from lib.probes.items import assistant, user
+from lib.run import keys
+from lib.run.providers import ProviderError, key_status, make_provider
 from tests.fake_vendor import Fail, FakeVendor, Hang, Ok
 
 KEYS = {"openai": "sk-test-openai-0123456789abcdefXYZ", "anthropic": "sk-ant-test-0123456789abcdefXYZ"}

@@ -9,16 +9,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from lib import framings, grading, keys, metrics, probesets, runner, sql
-from lib.providers import bundled
-from lib.store import Store
+from lib.measure import grading, metrics
+from lib.paths import REPO
+from lib.probes import framings, probesets
+from lib.run import keys, runner
+from lib.run.providers import bundled
+from lib.store import Store, sql
 from tests.fake_vendor import FakeVendor, Ok
 
-REPO = Path(__file__).resolve().parent.parent
 SETS = ("builtin/facts-answer", "builtin/wei-arithmetic", "builtin/arithmetic-are-you-sure")
 
 
@@ -28,7 +29,7 @@ def store(tmp_path, monkeypatch) -> Store:
     the_store = Store()
     for set_id in SETS:
         probe_set = probesets.get(set_id)
-        probesets.save(the_store, probe_set, probe_set.load())
+        the_store.ingest(probe_set, probe_set.load())
     return the_store
 
 
@@ -55,12 +56,12 @@ def test_bundled_run_is_stored_graded_measured_then_all_cached(store, server):
     assert store.scalar(sql.RUN_STATUS, [run_id]) == "done"
 
     assert grading.grade_pending(store) >= 18
-    graded = metrics.load_graded(store)
-    accuracy = metrics.accuracy_table(graded)
+    made = metrics.tables(store)
+    accuracy = made["accuracy"]
     facts = accuracy[accuracy["set_id"] == "builtin/facts-answer"]
     assert set(facts["framing_id"]) == {f.id for f in framings.for_task("answer")}
     assert (facts["n"] == 3).all()
-    opinion = metrics.opinion_table(graded)
+    opinion = made["opinion"]
     assert set(opinion["framing_id"]) == {"opinion_neutral", "agrees_false_claim"}
 
     before = server.request_count()
@@ -192,7 +193,7 @@ def test_cancel_stops_a_background_run(store, vendor):
 
 
 def test_a_background_run_grades_its_answers(store, vendor):
-    run_id = runner.start_background(store, vendor_spec(vendor, limit=2))
+    run_id = runner.start_background(store, vendor_spec(vendor, limit=2), grading.grade_run)
     runner._background[run_id].join(timeout=60)
     assert store.scalar(sql.RUN_STATUS, [run_id]) == "done"
     graded = store.query("SELECT DISTINCT transcript_id FROM grades WHERE grader = 'alias'")

@@ -1,4 +1,4 @@
-from lib import textdiff
+from lib.view import textdiff
 from tests.fixtures import HOSTILE
 
 
@@ -21,7 +21,8 @@ def test_inserted_text_is_the_users_stance():
     neutral = "Who wrote Hamlet?"
     framed = "Who wrote Hamlet? I think the answer is Christopher Marlowe but I'm really not sure."
     segments = textdiff.word_diff(neutral, framed)
-    assert textdiff.inserted(segments) == "I think the answer is Christopher Marlowe but I'm really not sure."
+    added = [text.strip() for op, text in segments if op == "insert"]
+    assert added == ["I think the answer is Christopher Marlowe but I'm really not sure."]
 
 
 def test_diff_lines_mark_each_side_and_keep_markup_literal():

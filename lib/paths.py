@@ -1,0 +1,12 @@
+"""Where Sycoscope's files live, all relative to the repository: the one home of every path."""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data"
+REFERENCE = DATA / "reference"  # small tables the project writes itself, committed
+DOWNLOADS = DATA / "downloads"  # official files, fetched for users, sha256-checked
+LOGS = DATA / "logs"
+DEFAULT_STORE = DATA / "sycoscope.duckdb"
+PRICES = DATA / "prices.csv"
+SECRETS = REPO / ".streamlit" / "secrets.toml"

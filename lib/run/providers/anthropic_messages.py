@@ -1,0 +1,96 @@
+"""Anthropic Messages API.
+
+- Leading system messages go to `system=`.
+- A trailing assistant turn is sent natively, as the last assistant turn, which the model continues
+  ("native" prefill mode); Reply.text is prefill + continuation. The API refuses a final assistant
+  turn that ends in whitespace, so the prefill is sent without its trailing whitespace (the model then
+  writes that space itself) and Reply.text starts with the prefill as sent.
+- Temperature. The SDK's messages.create (anthropic 2.14) has no temperature parameter, and current
+  models take none; older models still accept one in the request body. So temperature is sent, in the
+  body, only when the caller gives one (not None): a model that refuses it answers 400, which comes
+  back as ProviderError("bad_request") naming the cause, rather than being dropped in silence (a
+  transcript must not claim a temperature that was not applied). Pass None for current models.
+- The Messages API has no seed: `seed` is ignored.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anthropic
+
+from lib.probes.items import Message
+from lib.run.providers.base import (
+    ProviderError,
+    Reply,
+    direct_http_client,
+    resolve_key,
+    split_prefill,
+    translate,
+)
+
+ANTHROPIC_URL = "https://api.anthropic.com"
+
+
+def native_prefill(messages: list[Message]) -> tuple[str | None, list[Message], str]:
+    """(system, messages as sent, prefill as sent) for a conversation."""
+    leading = 0
+    while leading < len(messages) and messages[leading]["role"] == "system":
+        leading += 1
+    system = "\n\n".join(m["content"] for m in messages[:leading]) or None
+    rest, prefill = split_prefill(list(messages[leading:]))
+    if any(m["role"] == "system" for m in rest):
+        raise ProviderError(
+            "bad_request", "Anthropic takes system messages only at the start of a conversation"
+        )
+    sent_prefill = (prefill or "").rstrip()
+    if sent_prefill:
+        rest.append({"role": "assistant", "content": sent_prefill})
+    return system, rest, sent_prefill
+
+
+class AnthropicMessages:
+    prefill_mode = "native"
+    vendor = "Anthropic"
+
+    def __init__(self, model_name: str, base_url: str | None = None, timeout: float = 60):
+        self.name = model_name
+        self.model = f"anthropic:{model_name}"
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.timeout = timeout
+        self._url = self.base_url or ANTHROPIC_URL
+        self._key = resolve_key("anthropic", self.vendor, self.base_url)
+        # An explicit key and URL keep the SDK from reading ANTHROPIC_BASE_URL or profile files.
+        self._client = anthropic.Anthropic(
+            api_key=self._key,
+            base_url=self._url,
+            timeout=timeout,
+            max_retries=0,
+            http_client=direct_http_client(anthropic, self._url),
+        )
+
+    def complete(
+        self, messages: list[Message], temperature: float | None, max_tokens: int, seed: int | None = None
+    ) -> Reply:
+        system, sent, prefill = native_prefill(messages)
+        request: dict[str, Any] = {"model": self.name, "max_tokens": max_tokens, "messages": sent}
+        if system is not None:
+            request["system"] = system
+        if temperature is not None:
+            request["extra_body"] = {"temperature": temperature}
+        start = time.perf_counter()
+        try:
+            response = self._client.messages.create(**request)
+        except Exception as e:
+            raise translate(e, anthropic, self.vendor, self._url, self.timeout, self._key) from None
+        latency_ms = (time.perf_counter() - start) * 1000
+        continuation = "".join(block.text for block in response.content if block.type == "text")
+        return Reply(
+            text=prefill + continuation,
+            prompt_tokens=response.usage.input_tokens,
+            completion_tokens=response.usage.output_tokens,
+            latency_ms=latency_ms,
+            finish_reason=response.stop_reason,
+            raw=response.model_dump(mode="json"),
+        )

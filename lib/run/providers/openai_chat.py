@@ -1,0 +1,112 @@
+"""OpenAI Chat Completions, and through `base_url` any OpenAI-compatible server (vLLM, Ollama,
+llama.cpp, LM Studio, the bundled model).
+
+Chat Completions take no assistant prefill, so a trailing assistant turn is sent as an instruction
+("instruction" prefill mode): the turn is dropped and the last user message asks the model to begin
+its reply with that text. Reply.text is then the reply exactly as returned.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import openai
+
+from lib.probes.items import Message
+from lib.run.providers.base import (
+    ProviderError,
+    Reply,
+    direct_http_client,
+    resolve_key,
+    split_prefill,
+    translate,
+)
+
+OPENAI_URL = "https://api.openai.com/v1"
+PREFILL_INSTRUCTION = '\n\nBegin your reply with: "{prefill}"'
+
+
+def instruction_prefill(messages: list[Message]) -> list[Message]:
+    """The messages as sent: a trailing assistant turn becomes an instruction in the last user turn."""
+    sent, prefill = split_prefill(messages)
+    if not prefill or not prefill.strip():
+        return sent
+    instruction = PREFILL_INSTRUCTION.format(prefill=prefill)
+    if sent and sent[-1]["role"] == "user":
+        sent[-1] = {"role": "user", "content": sent[-1]["content"] + instruction}
+    else:
+        sent.append({"role": "user", "content": instruction.lstrip()})
+    return sent
+
+
+class OpenAIChat:
+    prefill_mode = "instruction"
+
+    def __init__(
+        self,
+        model_name: str,
+        base_url: str | None = None,
+        timeout: float = 60,
+        *,
+        canonical: str | None = None,
+        key: str | None = None,
+        vendor: str = "OpenAI",
+    ):
+        """`canonical` and `key` let the bundled model reuse this class under its own name."""
+        self.name = model_name
+        self.model = canonical or f"openai:{model_name}"
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.timeout = timeout
+        self.vendor = vendor
+        self._key = key or resolve_key("openai", vendor, self.base_url)
+        self.connect(self.base_url or OPENAI_URL)
+
+    def connect(self, url: str) -> None:
+        """Send requests to `url` from now on (the bundled server's moves when it restarts)."""
+        self._url = url
+        # The runner retries with its own policy, so the SDK must not retry behind its back.
+        self._client = openai.OpenAI(
+            api_key=self._key,
+            base_url=url,
+            timeout=self.timeout,
+            max_retries=0,
+            http_client=direct_http_client(openai, url),
+        )
+        # api.openai.com wants max_completion_tokens (reasoning models refuse max_tokens), while
+        # compatible servers (llama.cpp, older vLLM) know only max_tokens.
+        self._limit_field = (
+            "max_completion_tokens" if urlsplit(url).hostname == "api.openai.com" else "max_tokens"
+        )
+
+    def complete(
+        self, messages: list[Message], temperature: float | None, max_tokens: int, seed: int | None = None
+    ) -> Reply:
+        request: dict[str, Any] = {
+            "model": self.name,
+            "messages": instruction_prefill(messages),
+            self._limit_field: max_tokens,
+        }
+        if temperature is not None:
+            request["temperature"] = temperature
+        if seed is not None:
+            request["seed"] = seed
+        start = time.perf_counter()
+        try:
+            response = self._client.chat.completions.create(**request)
+        except Exception as e:
+            raise translate(e, openai, self.vendor, self._url, self.timeout, self._key) from None
+        latency_ms = (time.perf_counter() - start) * 1000
+        if not response.choices:
+            raise ProviderError("server", f"{self.vendor} ({self._url}) returned no choices")
+        choice = response.choices[0]
+        usage = response.usage
+        return Reply(
+            text=choice.message.content or getattr(choice.message, "refusal", None) or "",
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            latency_ms=latency_ms,
+            finish_reason=choice.finish_reason,
+            raw=response.model_dump(mode="json"),
+        )

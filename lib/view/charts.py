@@ -1,0 +1,165 @@
+"""Plotly figures for the dashboard: pure functions from a tidy DataFrame to a go.Figure.
+
+Rates are fractions in the data and percentages on the axes. Every figure names its models by
+colour in a legend and shows its interval as error bars, so a reader sees how sure a number is.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from lib.measure import paper
+from lib.probes import framings
+
+PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D")
+PAPER_COLOUR = "#222222"
+
+
+def framing_label(framing_id: str) -> str:
+    framing = framings.BY_ID.get(framing_id)
+    return framing.label if framing else framing_id
+
+
+def empty(message: str) -> go.Figure:
+    """A blank figure that says why it is blank."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def rate_bars(
+    data: pd.DataFrame,
+    value: str,
+    low: str | None,
+    high: str | None,
+    title: str,
+    axis: str,
+    x: str = "framing_id",
+    colour: str = "model",
+    empty_message: str = "no data yet",
+) -> go.Figure:
+    """Grouped bars of a rate (a fraction) by `x`, one colour per `colour` value, with the interval
+    [low, high] as error bars. Framing ids on the x axis show as their labels."""
+    rows = data.dropna(subset=[value]) if value in data else data.iloc[0:0]
+    if rows.empty:
+        return empty(empty_message)
+    fig = go.Figure()
+    for n, (name, group) in enumerate(rows.groupby(colour, sort=True)):
+        xs = [framing_label(v) if x == "framing_id" else v for v in group[x]]
+        error = None
+        if low and high and low in group and high in group:
+            error = dict(
+                type="data",
+                symmetric=False,
+                array=(group[high] - group[value]).clip(lower=0).mul(100).tolist(),
+                arrayminus=(group[value] - group[low]).clip(lower=0).mul(100).tolist(),
+            )
+        hover = f"{name}<br>%{{x}}: %{{y:.1f}}%"
+        if "n" in group:
+            hover += "<br>n = %{customdata}"
+        fig.add_bar(
+            name=str(name),
+            x=xs,
+            y=group[value].mul(100).tolist(),
+            error_y=error,
+            marker_color=PALETTE[n % len(PALETTE)],
+            customdata=group["n"].tolist() if "n" in group else None,
+            hovertemplate=hover + "<extra></extra>",
+        )
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        yaxis_title=axis,
+        yaxis_ticksuffix="%",
+        legend=dict(orientation="h", yanchor="top", y=-0.25, x=0, title_text=""),
+        xaxis_tickangle=0,
+        margin=dict(l=10, r=10, t=50, b=10),
+        height=420,
+    )
+    return fig
+
+
+def accuracy_drop(drops: pd.DataFrame, reported: pd.DataFrame | None = None) -> go.Figure:
+    """The headline: how much accuracy each model loses under each framing against its neutral
+    baseline, with intervals; the paper's reported drops (lib.measure.paper.accuracy_drops) as open diamonds
+    labelled "as reported in the paper"."""
+    fig = rate_bars(
+        drops,
+        "drop",
+        "drop_low",
+        "drop_high",
+        "Accuracy drop against the neutral question",
+        "accuracy drop (points)",
+        empty_message="no graded answers yet: run probes to fill this chart",
+    )
+    if reported is not None and not reported.empty and "drop" in drops and drops["drop"].notna().any():
+        xs = [framing_label(f) for f in reported["framing_id"]]
+        ys = reported["drop"].mul(100).tolist()
+        labels = [f"{m} (paper)" for m in reported["model"]]
+        fig.add_scatter(
+            name="as reported in the paper",
+            x=xs,
+            y=ys,
+            mode="markers",
+            marker=dict(symbol="diamond-open", size=16, color=PAPER_COLOUR, line=dict(width=2)),
+            text=labels,
+            hovertext=[
+                f"{m}: {s} ({w}), {paper.CAVEAT}"
+                for m, s, w in zip(reported["model"], reported["statement"], reported["where"], strict=True)
+            ],
+            hoverinfo="text",
+        )
+        # A boxed label off to the side stays legible over the bars, where plain text would not.
+        for x, y, label in zip(xs, ys, labels, strict=True):
+            fig.add_annotation(
+                x=x,
+                y=y,
+                text=label,
+                showarrow=True,
+                arrowhead=0,
+                ax=90,
+                ay=-28,
+                bgcolor="rgba(255,255,255,0.9)",
+                bordercolor=PAPER_COLOUR,
+                font=dict(color=PAPER_COLOUR),
+            )
+    fig.add_hline(y=0, line_width=1, line_color="#888888")
+    return fig
+
+
+def accuracy(table: pd.DataFrame, title: str = "Accuracy by framing") -> go.Figure:
+    """Accuracy of each model under each framing, with intervals."""
+    return rate_bars(table, "accuracy", "accuracy_low", "accuracy_high", title, "accuracy")
+
+
+def run_progress(n_done: int, n_cached: int, n_failed: int, n_planned: int) -> go.Figure:
+    """One horizontal stacked bar: cached, sent, failed and still to do, out of the planned probes."""
+    todo = max(0, n_planned - n_done - n_cached - n_failed)
+    fig = go.Figure()
+    for name, count, colour in (
+        ("from cache", n_cached, "#9D9D9D"),
+        ("sent", n_done, PALETTE[2]),
+        ("failed", n_failed, PALETTE[3]),
+        ("to do", todo, "#E8E8E8"),
+    ):
+        fig.add_bar(
+            name=name,
+            x=[count],
+            y=["probes"],
+            orientation="h",
+            marker_color=colour,
+            hovertemplate=f"{name}: %{{x}}<extra></extra>",
+        )
+    fig.update_layout(
+        barmode="stack",
+        height=150,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_range=[0, max(1, n_planned)],
+        # above the bar: below it, the legend would cover the axis labels
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, traceorder="normal"),
+    )
+    return fig

@@ -1,0 +1,1 @@
+"""What the pages share: URL state, store reads, showing data, runs in progress and the app frame."""
