@@ -4,7 +4,7 @@ Sections: the schema and its migrations; ingest; runs and transcripts; grades; t
 pages and the command line read.
 """
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # ---------------------------------------------------------------------------------------------
 # Schema. A transcript's id is its cache key (lib.store.transcript_key): inserting one that exists does
@@ -32,7 +32,8 @@ SCHEMA = [
         model VARCHAR NOT NULL, base_url VARCHAR, params JSON NOT NULL, sample INTEGER NOT NULL,
         turn INTEGER NOT NULL, parent_id VARCHAR, messages JSON NOT NULL, response VARCHAR NOT NULL,
         finish_reason VARCHAR, prompt_tokens INTEGER, completion_tokens INTEGER,
-        latency_ms DOUBLE, cost_usd DOUBLE, raw JSON, created_at TIMESTAMP NOT NULL)""",
+        latency_ms DOUBLE, cost_usd DOUBLE, raw JSON, created_at TIMESTAMP NOT NULL,
+        imported BOOLEAN NOT NULL DEFAULT false)""",
     """CREATE TABLE IF NOT EXISTS errors (
         error_id VARCHAR PRIMARY KEY, transcript_id VARCHAR NOT NULL, probe_id VARCHAR,
         run_id VARCHAR, model VARCHAR NOT NULL, kind VARCHAR NOT NULL, message VARCHAR NOT NULL,
@@ -52,12 +53,16 @@ SCHEMA = [
     # one with a chance of about n^2 / 2^65, under 1e-7 for a million answers.)
     """CREATE OR REPLACE MACRO pair_key(model, base_url, params, item_id, sample) AS
         hash(model, coalesce(base_url, ''), params::VARCHAR, item_id, sample)""",
+    # The source dataset of an item within its set (TriviaQA or TruthfulQA in the official answer
+    # file, a fact table in builtin/facts-answer): what a sample is stratified by and metrics break down by.
+    """CREATE OR REPLACE MACRO source_dataset(truth, set_id) AS
+        coalesce(json_extract_string(truth, '$.dataset'), set_id)""",
     """CREATE OR REPLACE VIEW answers AS
         SELECT t.transcript_id, t.probe_id, t.run_id, t.model, t.base_url, t.sample, t.turn,
                pair_key(t.model, t.base_url, t.params, p.item_id, t.sample) AS pair_key,
                t.parent_id, t.response, t.messages, t.prompt_tokens, t.completion_tokens,
-               t.latency_ms, t.cost_usd, t.created_at, t.params,
-               p.item_id, p.set_id, i.task, i.text, i.truth,
+               t.latency_ms, t.cost_usd, t.created_at, t.params, t.imported,
+               p.item_id, p.set_id, source_dataset(i.truth, p.set_id) AS dataset, i.task, i.text, i.truth,
                CASE WHEN i.task = 'are_you_sure' AND t.turn = 1 THEN 'first_answer'
                     ELSE p.framing_id END AS framing_id
         FROM transcripts t JOIN probes p USING (probe_id) JOIN items i USING (item_id)""",
@@ -75,6 +80,9 @@ TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 
 MIGRATIONS: dict[int, list[str]] = {
     1: ["CREATE INDEX IF NOT EXISTS grades_transcript ON grades (transcript_id)"],
     2: [],  # the answers view gains pair_key: SCHEMA replaces it
+    # transcripts made elsewhere and imported (python -m lib import), never sent; the answers view
+    # gains `dataset` and `imported`
+    3: ["ALTER TABLE transcripts ADD COLUMN IF NOT EXISTS imported BOOLEAN NOT NULL DEFAULT false"],
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -89,8 +97,10 @@ SET_SIZE = """SELECT (SELECT count(*) FROM items WHERE set_id = ?),
 
 # ---------------------------------------------------------------------------------------------
 # Runs and transcripts
-INSERT_TRANSCRIPT = """INSERT INTO transcripts VALUES
-    (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()) ON CONFLICT DO NOTHING"""
+INSERT_TRANSCRIPT = """INSERT INTO transcripts (transcript_id, probe_id, run_id, model, base_url, params, sample,
+        turn, parent_id, messages, response, finish_reason, prompt_tokens, completion_tokens, latency_ms,
+        cost_usd, raw, created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()) ON CONFLICT DO NOTHING"""
 INSERT_ERROR = "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?, ?, now())"
 GET_RESPONSE = "SELECT response FROM transcripts WHERE transcript_id = ?"
 
