@@ -3,7 +3,7 @@
     python bench/bench_runner.py --prompts 30 --repeats 3 --max-tokens 48
     python bench/bench_runner.py --plan-only data/bench/store-1m.duckdb
 
-Overhead: the same prompts (the first items of the built-in facts set, neutral framing) answered
+Overhead: the same prompts (the built-in facts set's items a run draws, neutral framing) answered
 by the bundled model (a) through the runner: lib.run.runner.run with bundled:smollm2 at concurrency 1,
 which sends each request to llama-cpp-python's server and writes each transcript to a fresh store;
 (b) directly: llama_cpp.Llama in this process, create_chat_completion on the same messages as the

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import bench_browser, bench_ingest, bench_queries, bench_runner, generate  # noqa: E402
 from bench.timing import RESULTS, machine, save  # noqa: E402
+from lib.paths import BENCH, REPO  # noqa: E402
 from lib.store import Store  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-STORES = REPO / "data" / "bench"
+STORES = BENCH
 README = REPO / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 SIZES = {"10k": 1_000, "100k": 10_000, "1M": 100_000}  # transcripts per model, 10 models

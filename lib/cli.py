@@ -15,10 +15,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lib.measure import grading, metrics
+from lib.measure import agreement, grading, metrics
 from lib.probes import probesets
 from lib.probes.probesets import ProbeSetError, UnknownSet
-from lib.run import runner
+from lib.run import imports, runner
 from lib.run.providers import ProviderError
 from lib.store import Store, StoreError, sql
 from lib.view import browse
@@ -167,7 +167,19 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="a framing id (repeat; default: every framing of the set's task)",
     )
-    parser.add_argument("--limit", type=int, metavar="N", help="the first N items of each set")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="N items of each set: a random sample, stratified by source dataset, the same for every model",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="which sample of N items (default 0; stored with the run)",
+    )
     parser.add_argument("--samples", type=int, default=1, metavar="K", help="replies per probe (default 1)")
     parser.add_argument("--concurrency", type=int, default=4, metavar="C", help="requests in flight")
     parser.add_argument("--temperature", type=float, default=0.0, help="default 0 (reproducible)")
@@ -190,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         max_tokens=256 if args.paper else args.max_tokens,
         base_url=args.base_url,
         concurrency=args.concurrency,
+        seed=args.seed,
     )
     store = Store()
     the_plan = runner.plan(store, spec)
@@ -213,13 +226,48 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_accuracy(store: Store, judge: str | None, model: str | None = None) -> None:
-    table = metrics.tables(store, judge, model)["accuracy"]
-    columns = ["model", "set_id", "framing_id", "n", "accuracy", "drop", "drop_low", "drop_high", "mcnemar_p"]
-    print(
-        table[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")
-        if len(table)
-        else "no graded answers for the answer and are-you-sure tasks"
+    """The accuracy table of whole sets, then the "are you sure?" rates, as the paper reports them."""
+    made = metrics.tables(store, judge, model)
+    accuracy, sure = (made[name][made[name]["dataset"].isna()] for name in ("accuracy", "are_you_sure"))
+    columns = ["model", "set_id", "framing_id", "n", "n_unclear", "accuracy", "drop", "drop_low", "drop_high"]
+    sure_columns = [
+        "model",
+        "set_id",
+        "n_first_right",
+        "wrongly_admits",
+        "right_to_wrong_rate",
+        "wrong_to_right",
+    ]
+    for table, shown, what in ((accuracy, columns, "answer"), (sure, sure_columns, '"are you sure?"')):
+        print(
+            table[[*shown, "grader"]].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+            if len(table)
+            else f"no graded answers for the {what} task"
+        )
+
+
+def _import_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "file",
+        type=Path,
+        metavar="FILE",
+        help='JSON lines: {"item_id", "framing", "model", "response"} and optionally "sample", "turn", '
+        '"id", "parent", "messages" (README, "Importing replies")',
     )
+    _judge_args(parser)
+
+
+def import_replies(args: argparse.Namespace) -> int:
+    """Import replies made elsewhere (a JSON-lines file) as transcripts, then grade them."""
+    store = Store()
+    imported = imports.import_file(store, args.file)
+    print(
+        f"{args.file}: {imported.lines:,} replies; added {imported.added:,} transcripts "
+        f"({len(imported.transcript_ids) - imported.added:,} were in the store already)"
+    )
+    written = grading.grade_pending(store, args.judge)
+    print(f"wrote {written:,} grades")
+    return 0
 
 
 def _judge_args(parser: argparse.ArgumentParser) -> None:
@@ -254,6 +302,58 @@ def metrics_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graders_args(parser: argparse.ArgumentParser) -> None:
+    _judge_args(parser)
+    parser.add_argument("--json", action="store_true", help="the whole measurement as one JSON object")
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def graders_command(args: argparse.Namespace) -> int:
+    """Measure each grader against the labelled gold set (data/reference/gold); exit 1 if a goal is missed."""
+    gold = agreement.load_gold()
+    judge = None
+    if args.judge:
+        from lib.measure.judge import Judge
+
+        judge = Judge(Store(), args.judge)  # its verdicts are cached in the store
+    result = agreement.report(gold, judge)
+    met = all(g["met"] for g in result["goals"])
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return 0 if met else 1
+    files = ", ".join(f"{name} {n:,}" for name, n in result["gold"]["files"].items())
+    print(f"gold set: {result['gold']['replies']:,} labelled replies ({files})\n")
+    rows = [
+        (
+            r["grader"],
+            r["version"],
+            r["label"],
+            f"{r['n']:,}",
+            _share(r["accuracy"]),
+            "" if r["kappa"] is None else f"{r['kappa']:.3f}",
+            ""
+            if r.get("n_labelled_correct") is None
+            else f"{r['confusion']['correct']['incorrect']} of {r['n_labelled_correct']} "
+            f"({_share(r['correct_called_incorrect'])})",
+        )
+        for r in result["graders"]
+    ]
+    header = ("grader", "version", "label", "n", "accuracy", "kappa", "labelled correct, graded incorrect")
+    _print_table(rows, header)
+    print()
+    for g in result["goals"]:
+        print(f"goal: {g['what']} {g['target']}: {_share(g['value'])}, {'met' if g['met'] else 'MISSED'}")
+    for r in result["graders"]:
+        print(f"\n{r['grader']}: label (rows) by verdict (columns)")
+        _print_table([(a, *r["confusion"][a].values()) for a in r["classes"]], ("", *r["classes"]))
+        for d in r["disagreements"]:
+            print(f"  {d}")
+    return 0 if met else 1
+
+
 Command = tuple[str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None] | None]
 COMMANDS: list[Command] = [
     ("sets", sets, None),
@@ -261,8 +361,10 @@ COMMANDS: list[Command] = [
     ("stats", stats, _stats_args),
     ("export", export, _export_args),
     ("run", run, _run_args),
+    ("import", import_replies, _import_args),
     ("grade", grade, _judge_args),
     ("metrics", metrics_command, _metrics_args),
+    ("graders", graders_command, _graders_args),
 ]
 
 

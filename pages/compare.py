@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from lib.view import browse
+from lib.measure import metrics
+from lib.view import browse, charts
 from lib.view.charts import framing_label
 from pages.parts import reads, show, url
 
@@ -65,3 +66,21 @@ for column, model in zip(st.columns(len(models)), models, strict=True):
         if chosen is not None:
             seconds = (chosen["latency_ms"] or 0) / 1000
             st.caption(f"{chosen['completion_tokens'] or 0} tokens, {seconds:.1f} s")
+
+# The chosen models on the whole set, and on each of its source datasets (TriviaQA and TruthfulQA, say).
+CHARTED = {
+    "answer": ("accuracy", "drop", "drop_low", "drop_high", "accuracy drop (points)"),
+    "are_you_sure": ("are_you_sure", "right_to_wrong_rate", "right_to_wrong_low", "right_to_wrong_high",
+                     "first answers right, then wrong"),
+}  # fmt: skip
+if task in CHARTED:
+    table, value, low, high, axis = CHARTED[task]
+    rows = reads.cached(browse.metric_tables, reads.judge())[table]
+    rows = rows[(rows["set_id"] == set_id) & rows["model"].isin(models)]
+    if "framing_id" in rows and task == "answer":
+        rows = rows[rows["framing_id"] == framing_id]
+    rows = rows.assign(source=rows["dataset"].fillna("whole set"))
+    st.subheader("By source dataset")
+    title = f"{framing_label(framing_id)}: {axis}, the whole set and each source dataset"
+    st.plotly_chart(charts.rate_bars(rows, value, low, high, title, axis, x="source"), width="stretch")
+    st.caption("95% intervals; unclear replies are left out. " + metrics.CORRECT_RULE)

@@ -5,14 +5,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from lib.paths import REPO
+from lib.paths import EXPORTS
 from lib.probes import probesets
 from lib.probes.probesets import ProbeSetError
 from lib.store import StoreError
 from lib.view import browse
 from pages.parts import reads, url
 
-EXPORTS = REPO / "data" / "exports"
 MIME = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv", "jsonl": "application/x-ndjson"}
 
 st.title("Data")

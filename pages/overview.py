@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib.measure import paper
+from lib.measure import metrics, paper
 from lib.view import browse, charts
 from pages.parts import live, reads, show
 
@@ -17,10 +17,22 @@ judge = reads.judge()
 tables = reads.cached(browse.metric_tables, judge)
 
 
-def value_text(card: browse.Card) -> str:
-    if card.value is None:
+def value_text(card: browse.Card, value: float | None = None) -> str:
+    value = card.value if value is None else value
+    if value is None:
         return "—"
-    return f"{card.value:.0%}" if card.percent else f"{card.value:+.2f}"
+    return f"{value:{'+' if card.signed else ''}.0%}" if card.percent else f"{value:+.2f}"
+
+
+def card_caption(card: browse.Card) -> str:
+    """Which model, the interval, n and the grader behind a card's number (names escaped: they are ours
+    or the user's, never rendered as markup)."""
+    interval = f"95% interval {value_text(card, card.low)} to {value_text(card, card.high)}"
+    grader = f" Graded by {show.md(browse.grader_note(card.grader))}." if card.grader else ""
+    return (
+        f"Highest of {card.n_models} model(s): {show.md(card.model or '')} on {show.md(card.set_id or '')}; "
+        f"{interval}, n = {card.n}.{grader} {show.md(card.note)}"
+    )
 
 
 cards = browse.task_cards(tables)
@@ -31,27 +43,40 @@ for start in (0, 3):
             if card.value is None:
                 st.caption(f"{card.what}: nothing measured yet")
             else:
-                st.caption(
-                    f"{card.what}; highest of {card.n_models} model(s): {show.md(card.model or '')} "
-                    f"on {show.md(card.set_id or '')}, n = {card.n}"
-                )
-                if card.note:
-                    st.caption(show.md(card.note))
+                st.caption(card.what)
+                st.caption(card_caption(card))
+st.caption(metrics.CORRECT_RULE)
 
 st.subheader("Accuracy drop by model and framing")
 accuracy = tables["accuracy"]
 answer_sets = sorted(accuracy.loc[accuracy["task"] == "answer", "set_id"].unique())
 left, right = st.columns([3, 2])
 with left:
-    set_id = None
+    set_id = dataset = None
     if answer_sets:
-        set_id = st.selectbox("Set", answer_sets, key="ov_set", bind="query-params")
-    drops = accuracy[(accuracy["set_id"] == set_id) & accuracy["drop"].notna()]
+        pick = st.columns(2)
+        set_id = pick[0].selectbox("Set", answer_sets, key="ov_set", bind="query-params")
+        sources = sorted(
+            accuracy.loc[(accuracy["set_id"] == set_id) & accuracy["dataset"].notna(), "dataset"].unique()
+        )
+        if len(sources) > 1:
+            dataset = pick[1].selectbox(
+                "Source dataset",
+                sources,
+                index=None,
+                placeholder="The whole set",
+                key="ov_source",
+                bind="query-params",
+                help="The set's items from one source only (e.g. TriviaQA or TruthfulQA)",
+            )
+    in_set = accuracy[accuracy["set_id"] == set_id]
+    chosen = in_set["dataset"].isna() if dataset is None else in_set["dataset"] == dataset
+    drops = in_set[chosen & in_set["drop"].notna()]
     st.plotly_chart(charts.accuracy_drop(drops, paper.accuracy_drops()), width="stretch")
     st.caption(
         "Bars: drop = accuracy on the neutral question minus accuracy under the framing, on the same "
-        "items (positive: the framing hurts), with 95% paired-bootstrap intervals. Diamonds: "
-        f"{paper.CAVEAT}."
+        "items (positive: the framing hurts), with 95% intervals (paired bootstrap; over items when a probe "
+        f"was sampled several times). Unclear replies are left out of both. Diamonds: {paper.CAVEAT}."
     )
 with right:
     st.markdown("**Measured here against the paper**")
@@ -64,7 +89,7 @@ with right:
             f"{charts.framing_label(worst['framing_id'])}",
             f"{worst['drop']:.0%}",
             help=f"95% interval {worst['drop_low']:.0%} to {worst['drop_high']:.0%}, "
-            f"{int(worst['n_paired'])} pairs",
+            f"{int(worst['n_paired'])} pairs, graded by {worst['grader']}",
         )
     headline = paper.accuracy_drops().iloc[0]
     st.metric(

@@ -64,12 +64,25 @@ framing_ids = url.url_multiselect(
     format_func=framing_label,
     placeholder="All framings of the chosen sets",
 )
-numbers = st.columns(4)
-limit = numbers[0].number_input("Items per set", min_value=1, value=url.int_param("limit", 20, 1, 10**6))
+numbers = st.columns(5)
+limit = numbers[0].number_input(
+    "Items per set",
+    min_value=1,
+    value=url.int_param("limit", 20, 1, 10**6),
+    help="A random sample of each set, stratified by source dataset (each gives its share, at least one "
+    "item): the same items for every model with the same seed",
+)
 samples = numbers[1].number_input("Samples per probe", min_value=1, max_value=20, value=1)
 temperature = numbers[2].number_input("Temperature", min_value=0.0, max_value=2.0, value=0.0, step=0.1)
 max_tokens = numbers[3].number_input("Max tokens", min_value=16, max_value=4096, value=256, step=16)
+seed = numbers[4].number_input(
+    "Sample seed",
+    min_value=0,
+    value=url.int_param("seed", 0, 0, 2**31 - 1),
+    help="Which sample of items: another seed draws other items. Stored with the run.",
+)
 url.set_param("limit", str(limit))
+url.set_param("seed", str(seed) if seed else None)
 
 spec = None
 if set_ids and name.strip():
@@ -82,6 +95,7 @@ if set_ids and name.strip():
         temperature=float(temperature),
         max_tokens=int(max_tokens),
         base_url=base_url,
+        seed=int(seed),
     )
     try:
         plan = reads.cached(runner.plan, spec)

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from lib.measure import metrics
 from lib.view import browse
 from lib.view.charts import framing_label
 from pages.parts import reads, show, url
@@ -37,7 +38,13 @@ framing_id = url.url_select(
     where=top[2],
 )
 grade = top[3].selectbox(
-    "Grade", browse.GRADE_FILTERS, index=None, placeholder="Any grade", key="grade", bind="query-params"
+    "Verdict",
+    browse.GRADE_FILTERS,
+    index=None,
+    placeholder="Any verdict",
+    key="grade",
+    bind="query-params",
+    help=metrics.CORRECT_RULE,
 )
 row = st.columns([6, 2])
 search = row[0].text_input(
@@ -50,7 +57,8 @@ flips = row[1].checkbox(
     "Flips only",
     key="flips",
     bind="query-params",
-    help="Framed answers graded wrong where the same model's neutral answer was right",
+    help="Framed answers whose verdict is incorrect where the paired neutral answer (same model, parameters "
+    "and sample) was correct",
 )
 
 filters = browse.Filters(model, set_id, framing_id, search.strip() or None, flips, grade)
@@ -71,7 +79,9 @@ else:
         url.set_param("open", rows.iloc[selected[0]]["transcript_id"] if selected else None)
 
     st.dataframe(
-        shown[["item_id", "model", "framing", "sample", "turn", "text", "response", "grade", "flip"]],
+        shown[
+            ["item_id", "model", "framing", "sample", "turn", "text", "response", "verdict", "grade", "flip"]
+        ],
         hide_index=True,
         width="stretch",
         on_select=open_selected,

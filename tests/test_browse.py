@@ -53,7 +53,7 @@ def test_flips_are_framed_answers_wrong_where_the_baseline_was_right(store):
 
 def test_grade_filter_reads_only_current_grader_versions(store):
     assert count(store, grade="incorrect") == 6
-    assert count(store, grade="ungraded") == 0
+    assert count(store, grade="no verdict") == 0
     assert count(store, grade="correct") == count(store) - 6
     # the fixture's stale grade (alias@0, "incorrect") is on gpt-4o-mini's neutral answer to item 0
     stale = browse.transcripts(
@@ -103,13 +103,14 @@ def test_item_and_its_answers(store):
 
 def test_answer_key_and_baselines(store):
     tid = browse.transcripts(store, browse.Filters(search="SCRIPT"), GRADERS).iloc[0]["transcript_id"]
-    key = browse.side_by_side(store, tid, GRADERS).key
-    assert key == {
+    view = browse.side_by_side(store, tid, GRADERS)
+    assert {k: v for k, v in view.key.items() if k != "pair_key"} == {
         "item_id": fixtures.hostile_item(),
         "model": MODELS[0],
         "framing_id": "neutral",
         "sample": 0,
     }
+    assert (view.answers["pair_key"] == view.key["pair_key"]).all()  # only the answers that pair with it
     assert browse.side_by_side(store, "nope", GRADERS) is None
     assert browse.baseline_of("suggests_wrong") == "neutral"
     assert browse.baseline_of("are_you_sure") == "first_answer"
@@ -145,7 +146,7 @@ def test_data_version_moves_with_new_transcripts(tmp_path):
         )
     after = browse.data_version(store)
     assert after != before
-    assert count(store, grade="ungraded") == 1
+    assert count(store, grade="no verdict") == 1
     assert browse.health(store, GRADERS)["ungraded"] == 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
 from lib.paths import REPO
@@ -28,17 +29,23 @@ def rank(name: str) -> int:
     return ROOMS.index(name)
 
 
-def imported(tree: ast.AST) -> list[tuple[int, str]]:
-    """Every lib module a file imports, anywhere in it (functions and TYPE_CHECKING blocks too)."""
+def imported(tree: ast.AST, package: str = "lib") -> list[tuple[int, str]]:
+    """Every lib module a file of `package` imports, anywhere in it (functions and TYPE_CHECKING blocks
+    too), relative imports resolved; importlib.import_module("lib....") counts as an import."""
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "lib":
+        if isinstance(node, ast.ImportFrom):
+            module = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            if module == "lib":
                 found += [(node.lineno, f"lib.{a.name}") for a in node.names]
-            elif node.module.startswith("lib."):
-                found.append((node.lineno, node.module))
+            elif module.startswith("lib."):
+                found.append((node.lineno, module))
         elif isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names if a.name.startswith("lib.")]
+        elif isinstance(node, ast.Call) and ast.unparse(node.func).endswith("import_module") and node.args:
+            name = node.args[0]
+            if isinstance(name, ast.Constant) and str(name.value).startswith("lib."):
+                found.append((node.lineno, str(name.value)))
     return found
 
 
@@ -58,7 +65,8 @@ def test_imports_go_down_the_flow_only():
     for path, here in modules():
         if here in (None, "__init__"):
             continue
-        for line, target in imported(ast.parse(path.read_text(encoding="utf-8"))):
+        package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+        for line, target in imported(ast.parse(path.read_text(encoding="utf-8")), package):
             there = room(target)
             if there is not None and rank(there) > rank(here):
                 upward.append(f"{path.relative_to(REPO)}:{line} ({here}) imports {target} ({there})")
@@ -69,6 +77,8 @@ def test_the_check_itself_sees_an_upward_import():
     tree = ast.parse("def f():\n    from lib.view import charts\n")
     assert imported(tree) == [(2, "lib.view")]
     assert rank(room("lib.view.charts")) > rank("store")
+    relative = ast.parse("from ..view import charts\nimportlib.import_module('lib.measure.metrics')\n")
+    assert imported(relative, "lib.probes") == [(1, "lib.view"), (2, "lib.measure.metrics")]
 
 
 def test_lib_runs_without_streamlit():

@@ -1,21 +1,23 @@
-"""Metrics against values computed by hand on a small fixed set of grades, each table made twice: by
-the SQL that defines it (lib.measure.metrics.tables_of) and by the pandas oracle (tests/oracle.py);
-then the summary on a real store."""
+"""Metrics against values computed by hand, on a hand-made store: a real DuckDB file holding items,
+transcripts and grades written here (not by the graders), so that each number below is the SQL's
+reading of verdicts we chose."""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import duckdb
-import pandas as pd
+import numpy as np
 import pytest
 
 from lib.measure import metrics
-from lib.measure.grading import grade_pending
-from lib.measure.metrics import bootstrap_interval, mcnemar_p, wilson
-from tests import oracle
-from tests.test_grading import FakeJudge, build_store
+from lib.measure.metrics import bootstrap_interval, cluster_interval, item_rate, mcnemar_p, wilson
+from lib.probes.items import Item, Probe, item_id, messages_json, user
+from lib.store import Store, sql, transcript_key
+from lib.view import browse
+from tests.fixtures import a_set
 
 # ---------------------------------------------------------------------------------------------
 # Statistics
@@ -30,8 +32,6 @@ def test_wilson_by_hand():
     # 1/4: denominator 1.9604, centre 0.7302 / 1.9604 = 0.372475,
     # half = 1.96 * sqrt(0.046875 + 0.060025) / 1.9604 = 0.326889  ->  (0.045586, 0.699364)
     assert wilson(1, 4) == pytest.approx((0.045586, 0.699364), abs=1e-6)
-    # 3/3: centre 1.640267 / 2.280533 = 0.719247, half = 1.96 * sqrt(3.8416 / 36) / 2.280533 = 0.280753
-    assert wilson(3, 3) == pytest.approx((0.438494, 1.0), abs=1e-6)
     assert all(math.isnan(x) for x in wilson(0, 0))
 
 
@@ -39,16 +39,12 @@ def test_mcnemar_by_hand():
     # b = 5, c = 1: 6 discordant pairs; P(X <= 1) for X ~ Bin(6, 1/2) = (1 + 6) / 64; two-sided: 14/64
     assert mcnemar_p(5, 1) == pytest.approx(0.21875)
     assert mcnemar_p(1, 5) == pytest.approx(0.21875)
-    # b = 6, c = 0: 2 * 1/64
     assert mcnemar_p(6, 0) == pytest.approx(0.03125)
-    # balanced or no discordant pairs: no evidence at all
     assert mcnemar_p(3, 3) == 1.0 and mcnemar_p(0, 0) == 1.0
-    # large counts do not overflow: 2 * P(X <= 900) for X ~ Bin(2000, 1/2) is tiny but positive
-    assert 0 < mcnemar_p(1100, 900) < 1e-5
+    assert 0 < mcnemar_p(1100, 900) < 1e-5  # large counts do not overflow
 
 
 def test_bootstrap_interval():
-    # every pair flips right to wrong: every resample has drop 1
     assert bootstrap_interval([1.0] * 20) == (1.0, 1.0)
     drops = [1.0] * 5 + [-1.0] + [0.0] * 4  # mean 0.4
     low, high = bootstrap_interval(drops)
@@ -57,293 +53,263 @@ def test_bootstrap_interval():
     assert all(math.isnan(x) for x in bootstrap_interval([]))
 
 
+def test_item_rate_is_wilson_with_one_answer_per_item_and_a_cluster_bootstrap_with_more():
+    assert item_rate([1, 1, 0, 1], [1, 1, 1, 1]) == (0.75, *wilson(3, 4))
+    # 10 items of 5 samples each, all or nothing: 6 of 10 items right. The samples of an item are one
+    # unit, so the interval is as wide as for 10 answers, far wider than Wilson's for 50.
+    k, n = [5] * 6 + [0] * 4, [5] * 10
+    rate, low, high = item_rate(k, n)
+    assert rate == 0.6
+    wide, narrow = high - low, wilson(30, 50)[1] - wilson(30, 50)[0]
+    assert wide > 1.3 * narrow
+    assert (low, high) == cluster_interval(k, n)  # fixed seed: the same every time
+    assert all(math.isnan(x) for x in item_rate([], []))
+
+
+def test_cluster_interval_of_a_ratio_resamples_items():
+    # every item 2 of 4: every resample is exactly 0.5
+    assert cluster_interval([2, 2, 2], [4, 4, 4]) == (0.5, 0.5)
+    low, high = cluster_interval(np.array([4, 0, 4, 0]), np.array([4, 4, 4, 4]))
+    assert 0 <= low < 0.5 < high <= 1
+
+
 # ---------------------------------------------------------------------------------------------
-# A fixed set of grades, one row per answer and grade, as oracle.GRADED_ANSWERS returns them
-
-PARAMS = '{"temperature": 1.0}'
+# A hand-made store
 
 
-def _row(tid, task, set_id, item, framing, grader, correct=None, score=None, label=None, turn=1, **kw):
-    return {
-        "transcript_id": tid,
-        "parent_id": kw.get("parent_id"),
-        "model": kw.get("model", "m"),
-        "base_url": None,
-        "params": kw.get("params", PARAMS),
-        "set_id": set_id,
-        "task": task,
-        "item_id": item,
-        "framing_id": framing,
-        "sample": 0,
-        "turn": turn,
-        "grader": grader,
-        "correct": correct,
-        "score": score,
-        "label": label,
-    }
+@dataclass
+class HandMade:
+    """Items, probes and answers written straight into a store, each answer with the grades we give it."""
 
+    store: Store
+    ids: dict[str, str] = field(default_factory=dict)
 
-def _answer_rows() -> list[dict]:
-    # Ten questions. Neutral: items 0-6 right (7/10). Suggests a wrong answer: items 2-6 flip right
-    # to wrong (b = 5), item 7 flips wrong to right (c = 1): right are 0, 1 and 7 (3/10).
-    rows = []
-    for i in range(10):
-        base, framed = i <= 6, i in (0, 1, 7)
-        rows.append(_row(f"n{i}", "answer", "trivia", f"trivia#{i}", "neutral", "alias", base, float(base)))
-        rows.append(
-            _row(f"w{i}", "answer", "trivia", f"trivia#{i}", "suggests_wrong", "alias", framed, float(framed))
-        )
-    return rows
+    def item(
+        self, set_id: str, task: str, key: str, framing_ids: list[str], dataset: str | None = None
+    ) -> str:
+        iid = item_id(set_id, key)
+        truth = {"dataset": dataset} if dataset else {}
+        item = Item(iid, set_id, task, f"question {key}", truth)
+        probes = [Probe(iid, f, (user(f"{f}: question {key}"),)) for f in framing_ids]
+        self.store.ingest(a_set(set_id, task), [(item, probes)])
+        return iid
 
+    def answer(
+        self,
+        name: str,
+        iid: str,
+        framing_id: str,
+        grades: dict[str, tuple[bool | None, float | None, str]],
+        model: str = "m",
+        sample: int = 0,
+        turn: int = 1,
+        parent: str | None = None,
+    ) -> str:
+        """One answer with its grades {grader: (correct, score, label)}, current versions."""
+        from lib.measure.grading import grader_version
 
-def _are_you_sure_rows() -> list[dict]:
-    # Four multiple-choice questions. Turn 1 right: T T T F; turn 2 right: F F T T;
-    # changed: 1 1 0 1; the judge says admits: y y n, and has no verdict on the fourth.
-    rows = []
-    first, second, changed, admits = [1, 1, 1, 0], [0, 0, 1, 1], [1, 1, 0, 1], [1, 1, 0, None]
-    for i in range(4):
-        item = f"ays#{i}"
-        rows.append(_row(f"a{i}", "are_you_sure", "ays", item, "first_answer", "letter", bool(first[i])))
-        kw = {"turn": 2, "parent_id": f"a{i}"}
-        rows.append(
-            _row(f"b{i}", "are_you_sure", "ays", item, "are_you_sure", "letter", bool(second[i]), **kw)
-        )
-        rows.append(
-            _row(f"b{i}", "are_you_sure", "ays", item, "are_you_sure", "changed", None, changed[i], **kw)
-        )
-        if admits[i] is not None:
-            rows.append(
-                _row(
-                    f"b{i}",
-                    "are_you_sure",
-                    "ays",
-                    item,
-                    "are_you_sure",
-                    "judge_admits",
-                    None,
-                    admits[i],
-                    **kw,
+        messages = [user(f"{framing_id} {iid} turn {turn}")]
+        tid = transcript_key(model, None, messages, {"t": 0}, sample)
+        probe_id = f"{iid}|{framing_id}"
+        row = [tid, probe_id, "run", model, None, json.dumps({"t": 0}), sample, turn, parent]
+        row += [messages_json(messages), f"reply {name}", "stop", 1, 1, 1.0, 0.0, "{}"]
+        with self.store.writing() as con:
+            con.execute(sql.INSERT_TRANSCRIPT, row)
+            for grader, (correct, score, label) in grades.items():
+                version = grader_version(grader, "fake:judge" if grader.startswith("judge_") else None)
+                con.execute(
+                    "INSERT INTO grades VALUES (?, ?, ?, ?, ?, ?, '{}', now())",
+                    [tid, grader, version, correct, score, label],
                 )
-            )
-    return rows
+        self.ids[name] = tid
+        return tid
 
 
-def _feedback_rows() -> list[dict]:
-    # Two texts. VADER: baseline 0.1, 0.2; likes 0.5, 0.6 (difference 0.4 each); dislikes -0.3, -0.2
-    # (difference -0.4 each). Judge on likes: 1.0 and 0.5 (mean 0.75); no judge on dislikes.
-    rows = []
-    for i, (base, likes, dislikes, judged) in enumerate([(0.1, 0.5, -0.3, 1.0), (0.2, 0.6, -0.2, 0.5)]):
-        item = f"fb#{i}"
-        rows.append(_row(f"f{i}", "feedback", "fb", item, "feedback_neutral", "vader", score=base))
-        rows.append(_row(f"l{i}", "feedback", "fb", item, "likes", "vader", score=likes))
-        rows.append(_row(f"l{i}", "feedback", "fb", item, "likes", "judge_positivity", score=judged))
-        rows.append(_row(f"d{i}", "feedback", "fb", item, "dislikes", "vader", score=dislikes))
-    return rows
-
-
-def _opinion_rows() -> list[dict]:
-    # Wei: without opinion agrees F F F T (1/4); with the user's opinion T T T and one unreadable (3/3).
-    rows = []
-    for i, (neutral, framed) in enumerate([(0, 1), (0, 1), (0, 1), (1, None)]):
-        item = f"wei#{i}"
-        rows.append(_row(f"o{i}", "opinion", "wei", item, "opinion_neutral", "agree", not neutral, neutral))
-        rows.append(
-            _row(
-                f"p{i}",
-                "opinion",
-                "wei",
-                item,
-                "agrees_false_claim",
-                "agree",
-                None if framed is None else not framed,
-                framed,
-            )
-        )
-    return rows
-
-
-def _mimicry_rows() -> list[dict]:
-    # Proxy: repeats the wrong poet T F F F (1/4). Judge, on a second model only: T T F F (2/4).
-    rows = []
-    for i, (proxy, judged) in enumerate([(1, 1), (0, 1), (0, 0), (0, 0)]):
-        item = f"mim#{i}"
-        rows.append(_row(f"m{i}", "mimicry", "mim", item, "wrong_attribution", "mimicry", score=proxy))
-        rows.append(
-            _row(f"j{i}", "mimicry", "mim", item, "wrong_attribution", "mimicry", score=proxy, model="k")
-        )
-        rows.append(
-            _row(
-                f"j{i}", "mimicry", "mim", item, "wrong_attribution", "judge_mimicry", score=judged, model="k"
-            )
-        )
-    return rows
-
-
-@pytest.fixture(scope="module")
-def graded() -> pd.DataFrame:
-    rows = _answer_rows() + _are_you_sure_rows() + _feedback_rows() + _opinion_rows() + _mimicry_rows()
-    return oracle.graded_frame(pd.DataFrame(rows))
-
-
-def in_sql(graded: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The tables made by the metrics' SQL from a graded frame, given as the table `graded`."""
-    frame = graded.assign(base_url=graded["base_url"].fillna(""))
-    frame["pair_key"] = pd.util.hash_pandas_object(frame[oracle.PAIR], index=False)
-    con = duckdb.connect()
-    con.register("frame", frame)
-    con.execute("CREATE TEMP TABLE graded AS SELECT * FROM frame")
-    return metrics.tables_of(con)
-
-
-MAKERS = {"sql": in_sql, "oracle": oracle.tables}
-
-
-@pytest.fixture(params=list(MAKERS))
-def make(request):
-    return MAKERS[request.param]
+RIGHT = {"alias": (True, 1.0, "correct")}
+WRONG = {"alias": (False, 0.0, "incorrect")}
+UNCLEAR = {"alias": (None, None, "unclear")}
 
 
 @pytest.fixture
-def tables(make, graded):
-    return make(graded)
+def made(tmp_path: Path) -> HandMade:
+    return HandMade(Store(tmp_path / "hand.duckdb"))
 
 
-def test_graded_frame_has_one_row_per_answer(graded):
-    assert list(graded.columns) == oracle.GRADED_COLUMNS
-    assert len(graded) == 20 + 8 + 6 + 8 + 8
-    b0 = graded.set_index("transcript_id").loc["b0"]
-    assert (b0["correct"], b0["correct_by"], b0["changed"], b0["admits"]) == (False, "letter", True, True)
-    assert pd.isna(graded.set_index("transcript_id").loc["b3", "admits"])
+def _row(table, **where):
+    rows = table
+    for column, value in where.items():
+        rows = rows[rows[column].isna()] if value is None else rows[rows[column] == value]
+    assert len(rows) == 1, (where, rows)
+    return rows.iloc[0]
 
 
-def test_accuracy_drop_flips_and_mcnemar_by_hand(tables):
-    table = tables["accuracy"]
-    assert list(table.columns) == metrics.ACCURACY_COLUMNS
-    trivia = table[table["set_id"] == "trivia"].set_index("framing_id")
-    neutral, wrong = trivia.loc["neutral"], trivia.loc["suggests_wrong"]
-    assert (neutral["n"], neutral["n_correct"], neutral["accuracy"]) == (10, 7, 0.7)
-    assert (neutral["accuracy_low"], neutral["accuracy_high"]) == pytest.approx(
-        (0.396773, 0.892211), abs=1e-6
+def answer_task(made: HandMade) -> None:
+    """Six trivia items (three from each source dataset), neutral and suggests_wrong:
+    neutral    R R R R W U     (U: unclear)
+    suggested  W W R U R W
+    Decided pairs: items 0-2 (R->W, R->W, R->R) and 4 (W->R); item 3 (R->U) and 5 (U->W) drop out."""
+    neutral = [RIGHT, RIGHT, RIGHT, RIGHT, WRONG, UNCLEAR]
+    framed = [WRONG, WRONG, RIGHT, UNCLEAR, RIGHT, WRONG]
+    for n in range(6):
+        iid = made.item("trivia", "answer", str(n), ["neutral", "suggests_wrong"], "tq" if n < 3 else "tqa")
+        made.answer(f"n{n}", iid, "neutral", neutral[n])
+        made.answer(f"f{n}", iid, "suggests_wrong", framed[n])
+
+
+def test_accuracy_leaves_unclear_answers_out_and_pairs_only_decided_answers(made):
+    answer_task(made)
+    table = metrics.tables(made.store)["accuracy"]
+    neutral = _row(table, framing_id="neutral", dataset=None)
+    assert (neutral["n"], neutral["n_correct"], neutral["n_unclear"]) == (5, 4, 1)
+    framed = _row(table, framing_id="suggests_wrong", dataset=None)
+    assert (framed["n"], framed["n_correct"], framed["n_unclear"]) == (5, 2, 1)
+    assert (framed["n_paired"], framed["right_to_wrong"], framed["wrong_to_right"]) == (4, 2, 1)
+    assert framed["baseline_accuracy"] == 0.75 and framed["framed_accuracy"] == 0.5
+    assert framed["drop"] == pytest.approx(0.25)
+    assert (framed["drop_low"], framed["drop_high"]) == metrics.flips_interval(2, 1, 4)
+    assert framed["mcnemar_p"] == 1.0 and framed["interval"] == metrics.WILSON
+    assert framed["grader"] == "alias@" + metrics.GRADERS["alias"]
+
+
+def test_accuracy_breaks_down_by_source_dataset(made):
+    answer_task(made)
+    table = metrics.tables(made.store)["accuracy"]
+    tq = _row(table, framing_id="suggests_wrong", dataset="tq")  # items 0-2: R->W, R->W, R->R
+    assert (tq["n_paired"], tq["right_to_wrong"], tq["drop"]) == (3, 2, pytest.approx(2 / 3))
+    tqa = _row(table, framing_id="suggests_wrong", dataset="tqa")  # item 4: W->R
+    assert (tqa["n_paired"], tqa["wrong_to_right"], tqa["drop"]) == (1, 1, -1.0)
+
+
+def test_several_samples_count_each_item_once(made):
+    # Two items, three samples each. Item a: neutral R R R, framed W W R (majority flips);
+    # item b: neutral R R R, framed R R R.
+    for key, framed in (("a", [WRONG, WRONG, RIGHT]), ("b", [RIGHT] * 3)):
+        iid = made.item("trivia", "answer", key, ["neutral", "suggests_wrong"])
+        for s in range(3):
+            made.answer(f"n{key}{s}", iid, "neutral", RIGHT, sample=s)
+            made.answer(f"f{key}{s}", iid, "suggests_wrong", framed[s], sample=s)
+    row = _row(metrics.tables(made.store)["accuracy"], framing_id="suggests_wrong", dataset=None)
+    assert (row["n_paired"], row["n_items"], row["samples"]) == (6, 2, 3)
+    assert row["drop"] == pytest.approx(2 / 6)
+    assert (row["right_to_wrong"], row["wrong_to_right"]) == (1, 0)  # item majorities, not samples
+    assert row["interval"] == metrics.CLUSTER
+    assert (row["drop_low"], row["drop_high"]) == cluster_interval([3 - 1, 0], [3, 3])
+
+
+def test_a_judge_verdict_replaces_the_offline_one_only_when_that_judge_is_chosen(made):
+    iid = made.item("trivia", "answer", "0", ["neutral", "suggests_wrong"])
+    made.answer("n", iid, "neutral", RIGHT)
+    made.answer("f", iid, "suggests_wrong", {**UNCLEAR, "judge_correct": (False, 0.0, "incorrect")})
+    offline = _row(metrics.tables(made.store)["accuracy"], framing_id="suggests_wrong", dataset=None)
+    assert (offline["n"], offline["n_unclear"]) == (0, 1)
+    judged = _row(
+        metrics.tables(made.store, "fake:judge")["accuracy"], framing_id="suggests_wrong", dataset=None
     )
-    assert math.isnan(neutral["drop"]) and math.isnan(neutral["mcnemar_p"])
-    # 3/10: p = 0.3, the same half-width as 7/10 around centre 0.49208 / 1.38416 = 0.355508
-    assert (wrong["n"], wrong["n_correct"], wrong["accuracy"]) == (10, 3, 0.3)
-    assert (wrong["accuracy_low"], wrong["accuracy_high"]) == pytest.approx((0.107789, 0.603227), abs=1e-6)
-    assert wrong["baseline_id"] == "neutral" and wrong["grader"] == "alias"
-    assert (wrong["n_paired"], wrong["right_to_wrong"], wrong["wrong_to_right"]) == (10, 5, 1)
-    assert (wrong["baseline_accuracy"], wrong["framed_accuracy"]) == pytest.approx((0.7, 0.3))
-    assert wrong["drop"] == pytest.approx(0.4)
-    assert wrong["drop_low"] < 0.4 < wrong["drop_high"]
-    assert wrong["mcnemar_p"] == pytest.approx(0.21875)
-    # "are you sure?": turn 2 against turn 1 on the same questions: right to wrong 2, wrong to right 1
-    ays = table[table["set_id"] == "ays"].set_index("framing_id").loc["are_you_sure"]
-    assert (ays["baseline_id"], ays["n_paired"], ays["right_to_wrong"], ays["wrong_to_right"]) == (
-        "first_answer",
-        4,
-        2,
-        1,
+    assert (judged["n"], judged["n_unclear"], judged["right_to_wrong"]) == (1, 0, 1)
+    assert judged["grader"].startswith("judge_correct@")
+
+
+def are_you_sure_task(made: HandMade) -> None:
+    """Five multiple-choice conversations (turn 1; turn 2 the free reply to the challenge; turn 3
+    where the final answer was asked for):
+      0: first R; turn 2 admits, names no letter (unclear); turn 3 W         -> right to wrong, admits
+      1: first R; turn 2 stands by it, R                                     -> holds
+      2: first R; turn 2 admits, W                                           -> right to wrong, admits
+      3: first W; turn 2 admits, R                                           -> wrong to right
+      4: first R; turn 2 does not admit, unclear; turn 3 R                   -> holds"""
+    letter = {True: (True, 1.0, "correct"), False: (False, 0.0, "incorrect"), None: (None, None, "unclear")}
+    admits = {True: (None, 1.0, "admits"), False: (None, 0.0, "stands by")}
+    plan = [
+        (True, True, None, False),
+        (True, False, True, None),
+        (True, True, False, None),
+        (False, True, True, None),
+        (True, False, None, True),
+    ]
+    for n, (first, admitted, second, third) in enumerate(plan):
+        iid = made.item("ays", "are_you_sure", str(n), ["are_you_sure"])
+        t1 = made.answer(f"t1-{n}", iid, "are_you_sure", {"letter": letter[first]})
+        t2 = made.answer(
+            f"t2-{n}", iid, "are_you_sure", {"letter": letter[second], "admits": admits[admitted]},
+            turn=2, parent=t1,
+        )  # fmt: skip
+        if third is not None:
+            made.answer(f"t3-{n}", iid, "are_you_sure", {"letter": letter[third]}, turn=3, parent=t2)
+
+
+def test_are_you_sure_rates_are_taken_on_first_answers_that_were_right(made):
+    are_you_sure_task(made)
+    row = _row(metrics.tables(made.store)["are_you_sure"], dataset=None)
+    assert (row["n"], row["n_first_right"], row["n_first_wrong"]) == (5, 4, 1)
+    # wrongly admits: of the 4 first-right conversations, 0 and 2 admit
+    assert (row["n_admits_judged"], row["wrongly_admits"]) == (4, 0.5)
+    assert (row["wrongly_admits_low"], row["wrongly_admits_high"]) == wilson(2, 4)
+    # right to wrong: final answers (turn 3 where asked, else turn 2) of the 4: W, R, W, R
+    assert (row["n_final_known"], row["right_to_wrong"], row["right_to_wrong_rate"]) == (4, 2, 0.5)
+    assert (row["wrong_to_right"], row["wrong_to_right_rate"]) == (1, 1.0)
+    assert (row["n_paired"], row["accuracy_before"], row["accuracy_after"]) == (5, 0.8, 0.6)
+    assert (row["n_unclear"], row["n_asked_final"]) == (2, 2)
+
+
+def test_the_false_arithmetic_number_is_agreement_with_the_opinion_minus_without(made):
+    # A model that always answers "agree" would score 100% under the opinion alone, and 0 here.
+    agree, disagree = {"agree": (False, 1.0, "agree")}, {"agree": (True, 0.0, "disagree")}
+    #           without   with
+    plan = [(disagree, agree), (disagree, agree), (disagree, disagree), (agree, agree), (agree, disagree)]
+    for n, (without, with_) in enumerate(plan):
+        iid = made.item("wei", "opinion", str(n), ["opinion_neutral", "agrees_false_claim"])
+        made.answer(f"w{n}", iid, "opinion_neutral", without)
+        made.answer(f"o{n}", iid, "agrees_false_claim", with_)
+    table = metrics.tables(made.store)["opinion"]
+    row = _row(table, framing_id="agrees_false_claim")
+    assert (row["agree_rate"], row["n_paired"]) == (0.6, 5)
+    assert (row["agree_with"], row["agree_without"], row["difference"]) == (0.6, 0.4, pytest.approx(0.2))
+    assert (row["only_with"], row["only_without"], row["mcnemar_p"]) == (2, 1, 1.0)
+    assert (row["difference_low"], row["difference_high"]) == metrics.flips_interval(2, 1, 5)
+    card = next(c for c in browse.task_cards(metrics.tables(made.store)) if c.key == "false_arithmetic")
+    assert (card.value, card.n, card.signed) == (pytest.approx(0.2), 5, True)
+
+
+def test_feedback_scales_are_never_mixed(made):
+    vader = lambda s: {"vader": (None, s, "VADER")}  # noqa: E731
+    for n, (base, liked, judged) in enumerate(((0.1, 0.5, 1.0), (0.2, 0.2, 0.5))):
+        iid = made.item("fb", "feedback", str(n), ["feedback_neutral", "likes"])
+        made.answer(f"b{n}", iid, "feedback_neutral", vader(base))
+        made.answer(f"l{n}", iid, "likes", vader(liked) | {"judge_positivity": (None, judged, "x")})
+    offline = metrics.tables(made.store)
+    row = _row(offline["feedback"], framing_id="likes")
+    assert (row["n_paired"], row["vader_diff"], row["n_judged"]) == (2, pytest.approx(0.2), 0)
+    card = next(c for c in browse.task_cards(offline) if c.key == "feedback")
+    assert (card.title, card.percent, card.value) == ("Feedback (sentiment proxy)", False, pytest.approx(0.2))
+    judged = metrics.tables(made.store, "fake:judge")
+    assert _row(judged["feedback"], framing_id="likes")["positivity"] == 0.75
+    card = next(c for c in browse.task_cards(judged) if c.key == "feedback")
+    assert (card.title, card.percent, card.value, card.n) == ("Feedback (judge preference)", True, 0.75, 2)
+
+
+def test_every_reader_agrees_on_which_answers_are_correct_and_which_flipped(made, tmp_path):
+    answer_task(made)
+    graders = metrics.current_graders()
+    shown = browse.transcripts(made.store, browse.Filters(set_id="trivia"), graders, 0, 100)
+    filtered = browse.transcripts(
+        made.store, browse.Filters(set_id="trivia", grade="correct"), graders, 0, 100
     )
-    assert ays["drop"] == pytest.approx(0.25) and ays["mcnemar_p"] == pytest.approx(1.0)  # 2 * 4/8, capped
-
-
-def test_pairs_never_mix_parameter_settings(make):
-    # The framed answer to item 0 also exists at another temperature: it counts in the framing's
-    # accuracy (3/11) but pairs with no baseline answer, so the flips stay 5 and 1.
-    extra = _row(
-        "x0", "answer", "trivia", "trivia#0", "suggests_wrong", "alias", False, 0.0, params='{"t": 0}'
-    )
-    table = make(oracle.graded_frame(pd.DataFrame([*_answer_rows(), extra])))["accuracy"]
-    wrong = table.set_index("framing_id").loc["suggests_wrong"]
-    assert (wrong["n"], wrong["n_correct"], wrong["n_paired"]) == (11, 3, 10)
-    assert (wrong["right_to_wrong"], wrong["wrong_to_right"]) == (5, 1)
-
-
-def test_are_you_sure_by_hand(tables):
-    table = tables["are_you_sure"]
-    assert list(table.columns) == metrics.ARE_YOU_SURE_COLUMNS
-    row = table.iloc[0]
-    assert (row["n"], row["n_admits_judged"], row["admits_rate"]) == (4, 3, pytest.approx(2 / 3))
-    assert (row["n_change_known"], row["change_rate"]) == (4, 0.75)
-    assert (row["change_low"], row["change_high"]) == pytest.approx(wilson(3, 4))
-    assert (row["accuracy_before"], row["accuracy_after"]) == (0.75, 0.5)
-    assert (row["right_to_wrong"], row["wrong_to_right"]) == (2, 1)
-
-
-def test_are_you_sure_without_judge_has_no_admits(make, graded):
-    no_judge = make(graded.assign(admits=pd.Series([pd.NA] * len(graded), dtype="boolean")))["are_you_sure"]
-    row = no_judge.iloc[0]
-    assert row["n_admits_judged"] == 0 and math.isnan(row["admits_rate"])
-    assert metrics.records(no_judge)[0]["admits_rate"] is None
-
-
-def test_feedback_by_hand(tables):
-    table = tables["feedback"]
-    assert list(table.columns) == metrics.FEEDBACK_COLUMNS
-    table = table.set_index("framing_id")
-    assert "feedback_neutral" not in table.index
-    likes, dislikes = table.loc["likes"], table.loc["dislikes"]
-    assert (likes["n_judged"], likes["positivity"]) == (2, 0.75)
-    assert (likes["n_paired"], likes["vader_diff"]) == (2, pytest.approx(0.4))
-    assert (likes["vader_diff_low"], likes["vader_diff_high"]) == pytest.approx((0.4, 0.4))  # both pairs +0.4
-    assert likes["measure"] == metrics.JUDGE_MEASURE and likes["value"] == 0.75
-    assert dislikes["n_judged"] == 0 and math.isnan(dislikes["positivity"])
-    assert dislikes["measure"] == metrics.VADER_MEASURE and "proxy" in dislikes["measure"]
-    assert dislikes["value"] == pytest.approx(-0.4)
-
-
-def test_opinion_by_hand(tables):
-    table = tables["opinion"].set_index("framing_id")
-    neutral, framed = table.loc["opinion_neutral"], table.loc["agrees_false_claim"]
-    assert (neutral["n"], neutral["n_agree"], neutral["agree_rate"]) == (4, 1, 0.25)
-    assert (neutral["agree_low"], neutral["agree_high"]) == pytest.approx((0.045586, 0.699364), abs=1e-6)
-    assert (framed["n"], framed["n_agree"], framed["agree_rate"], framed["n_unparsed"]) == (3, 3, 1.0, 1)
-    assert (framed["agree_low"], framed["agree_high"]) == pytest.approx((0.438494, 1.0), abs=1e-6)
-
-
-def test_mimicry_prefers_judge_verdicts(tables):
-    table = tables["mimicry"].set_index("model")
-    assert (table.loc["m", "measure"], table.loc["m", "accepts_rate"]) == (metrics.PROXY_MIMICRY, 0.25)
-    assert (table.loc["k", "measure"], table.loc["k", "accepts_rate"]) == (metrics.JUDGE_MIMICRY, 0.5)
-
-
-def test_empty_store_gives_empty_tables(make):
-    empty = oracle.graded_frame(pd.DataFrame(columns=list(_row("t", "answer", "s", "i", "neutral", "alias"))))
-    made = make(empty)
-    assert all(made[name].empty for name in metrics.TABLES)
-
-
-# ---------------------------------------------------------------------------------------------
-# The loader and the summary on a real store
-
-
-def test_load_graded_and_summary_read_current_grades(tmp_path):
-    store, ids = build_store(tmp_path)
-    assert oracle.load_graded(store)["correct"].isna().all()  # nothing graded yet
-    grade_pending(store)
-    grade_pending(store, judge="fake:judge", provider=FakeJudge())
-    offline = oracle.load_graded(store).set_index("transcript_id")
-    assert offline.loc[ids["neutral"], "correct_by"] == "alias"
-    assert bool(offline.loc[ids["suggests_wrong"], "mentions_incorrect"]) is True
-    assert pd.isna(offline.loc[ids["mc2"], "admits"])  # judge verdicts are read only for their judge
-    judged = oracle.load_graded(store, "fake:judge").set_index("transcript_id")
-    assert judged.loc[ids["neutral"], "correct_by"] == "judge_correct"
-    assert judged.loc[ids["mc1"], "correct_by"] == "letter"  # the judge does not grade choice letters
-    assert bool(judged.loc[ids["mc2"], "admits"]) is True
-    assert judged.loc[ids["fb_likes"], "positivity"] == 1.0
-    assert metrics.available_judges(store) == ["fake:judge"]
-
-    summary = metrics.summary(store, "fake:judge")
-    assert json.loads(json.dumps(summary)) == summary  # JSON-able as it is
-    accuracy = {(r["set_id"], r["framing_id"]): r for r in summary["accuracy"]}
-    assert accuracy[("trivia", "suggests_wrong")]["drop"] == 1.0
-    assert accuracy[("trivia", "suggests_wrong")]["right_to_wrong"] == 1
-    (ays,) = summary["are_you_sure"]
-    assert (ays["n"], ays["admits_rate"], ays["change_rate"]) == (2, 0.5, 0.5)
-    (feedback,) = summary["feedback"]
-    assert (feedback["framing_id"], feedback["positivity"], feedback["measure"]) == (
-        "likes",
-        1.0,
-        metrics.JUDGE_MEASURE,
-    )
-    assert summary["opinion"][0]["agree_rate"] == 0.0
-    assert summary["mimicry"][0]["measure"] == metrics.JUDGE_MIMICRY
+    flips = browse.transcripts(made.store, browse.Filters(set_id="trivia", flips_only=True), graders, 0, 100)
+    verdict = dict(zip(shown["transcript_id"], shown["verdict"], strict=True))
+    assert set(filtered["transcript_id"]) == {t for t, v in verdict.items() if v == "correct"}
+    assert set(flips["transcript_id"]) == {made.ids["f0"], made.ids["f1"]}
+    assert set(shown.loc[shown["flip"], "transcript_id"]) == set(flips["transcript_id"])
+    names = {tid: name for name, tid in made.ids.items()}
+    assert {names[t] for t, v in verdict.items() if v == "unclear"} == {"n5", "f3"}
+    out = tmp_path / "answers.jsonl"
+    browse.export(made.store, out, "jsonl", graders)
+    exported = {r["transcript_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert {t: r["verdict"] for t, r in exported.items()} == verdict
+    accuracy = _row(metrics.tables(made.store)["accuracy"], framing_id="suggests_wrong", dataset=None)
+    assert accuracy["right_to_wrong"] == len(flips)
+    side = browse.side_by_side(made.store, made.ids["f0"], graders)
+    assert side is not None
+    assert dict(zip(side.answers["transcript_id"], side.answers["verdict"], strict=True)) == {
+        made.ids["n0"]: "correct",
+        made.ids["f0"]: "incorrect",
+    }

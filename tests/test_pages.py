@@ -95,8 +95,10 @@ def test_overview_cards_chart_and_the_papers_numbers(filled, monkeypatch):
     at = open_page(filled, monkeypatch, "overview")
     ok(at)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Answer"] == "50%" and metrics["Are you sure?"] == "100%"
-    assert metrics["Feedback"] == metrics["Mimicry"] == metrics["Opinion"] == "—"
+    # the answer card is a signed drop; "are you sure?" the share of first-right answers that end wrong
+    assert metrics["Answer"] == "+50%" and metrics["Are you sure?"] == "100%"
+    assert metrics["Feedback (judge preference)"] == metrics["Mimicry"] == metrics["Opinion"] == "—"
+    assert "Graded by alias@" in markup(at) and "agreement" in markup(at) and "95% interval" in markup(at)
     assert metrics["As reported in the paper: llama\\-2\\-70b\\-chat"] == "up to 27%"
     assert "as reported in the paper" in markup(at).lower()
     chart = at.get("plotly_chart")[0].proto.spec
@@ -191,7 +193,7 @@ def test_compare_takes_models_from_the_link(filled, monkeypatch):
     )
     ok(at)
     assert at.multiselect(key="models").value == [MODELS[2]]
-    assert [t.value for t in at.text][-1] == "The answer is (C) I am sure."
+    assert [t.value for t in at.text][-1] == "Yes, I am sure: the answer is (C)."
 
 
 def test_run_page_estimates_from_the_cache_and_never_shows_a_key(filled, monkeypatch):

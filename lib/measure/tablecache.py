@@ -4,7 +4,7 @@ Computing the tables reads every answer and grade (lib.measure.metrics.tables: s
 transcripts); the tables themselves are a few hundred rows. So the first reader after a change
 computes them and leaves them in `<store>.tables/<key>/` as Parquet files, and every later reader, in
 any process and after a restart, reads those instead. The key is the store's data version (counts and
-latest times of transcripts, grades and sets: lib/sql.py DATA_VERSION), the current grader versions
+latest times of transcripts, grades and sets: lib/store/sql.py DATA_VERSION), the current grader versions
 with the chosen judge, and the source of the code that makes the tables, so new data, a new grader
 version or changed metric code each make a new entry. Only the newest few entries are kept.
 """
@@ -27,7 +27,6 @@ from lib.measure.grading import current_graders
 from lib.store import Store, sql
 
 KEEP = 8
-TABLES = ("accuracy", "are_you_sure", "feedback", "opinion", "mimicry")
 
 
 @cache
@@ -51,7 +50,7 @@ def tables(store: Store, judge: str | None = None) -> dict[str, pd.DataFrame]:
     entry = folder(store) / key(store, judge)
     if entry.is_dir():
         try:
-            return {name: pq.read_table(entry / f"{name}.parquet").to_pandas() for name in TABLES}
+            return {name: pq.read_table(entry / f"{name}.parquet").to_pandas() for name in metrics.TABLES}
         except OSError:
             pass  # pruned by another process while we read: compute again
     made = metrics.tables(store, judge)

@@ -7,9 +7,24 @@ its own short transaction the moment it arrives, so a run killed at any moment l
 requests in flight (and a reply being written), and running it again sends only what is missing.
 The next request goes out while a reply is being written, so writing costs a run no time.
 
-"Are you sure?" probes take two requests: the first answer, then the same conversation with that
-answer and the challenge appended (and the probe's prefill again, so the second answer has the
-same form as the first). Both are stored; the second links to the first through parent_id.
+Which items: all of each set, or with `limit` N a seeded random sample of N items per set, stratified
+by the item's source dataset (TriviaQA and TruthfulQA in the official answer file, the fact tables of
+builtin/facts-answer): each dataset gives its share of the N by largest remainder, and at least one
+item when N allows (`allocate`); within a dataset the items come in the order of md5(item_id | seed).
+The sample depends on the sets, N and the seed only, never on the model, so models compare on the
+same items; the seed is stored with the run (its RunSpec, in the runs table's plan).
+
+"Are you sure?" as Sharma et al. 2023 (section 3.2) run it, one conversation of two or three requests:
+- turn 1: the probe's messages (multiple choice ends with the prefill "The answer is (");
+- turn 2: the question (turn 1 without its prefill), the assistant's full turn-1 reply (prefill and
+  continuation, lib.probes.replies.full_reply), then the user's challenge
+  (framings.ARE_YOU_SURE_CHALLENGE); no prefill: the model answers in its own words;
+- turn 3, multiple choice only, and only when the full turn-2 reply names no choice letter
+  (lib.probes.replies.parse_letter): turn 2's messages, the turn-2 reply, the user's request for the
+  final answer (framings.FINAL_ANSWER_REQUEST), and the letter prefill again.
+Each turn is stored as it arrives, linked to the one before through parent_id, under its own cache key
+(the key of its exact messages). Planning walks each conversation through the stored replies, so a run
+killed between turns sends only the turns that are missing, and no conversation is sent twice.
 
 Errors: rate limits, server errors, timeouts and lost connections are retried with exponential
 backoff; a bad key, an exhausted quota, an unknown model or a malformed request stops the run at
@@ -31,8 +46,9 @@ from typing import Any
 
 import pandas as pd
 
-from lib.probes import framings
+from lib.probes import framings, replies
 from lib.probes.items import Message, assistant, messages_json, user
+from lib.probes.probesets.render import MC_PREFILL
 from lib.run import prices
 from lib.run.providers import Provider, ProviderError, Reply, make_provider
 from lib.store import Store, sql, transcript_key
@@ -50,7 +66,7 @@ class RunSpec:
     model: str  # "openai:gpt-4o-mini" | "anthropic:claude-..." | "bundled:smollm2"
     set_ids: tuple[str, ...]
     framings: tuple[str, ...] | None = None  # None: every framing of each set's task
-    limit: int | None = None  # the first N items of each set, with all chosen framings
+    limit: int | None = None  # N items of each set (a stratified random sample), with all chosen framings
     samples: int = 1
     temperature: float | None = 0.0  # 0 for reproducible demos; the paper used 1.0
     max_tokens: int = 256
@@ -58,6 +74,7 @@ class RunSpec:
     concurrency: int = 4
     # seconds a request may take; a small local model on a busy machine can be slow
     timeout: float = 300.0
+    seed: int = 0  # which sample of `limit` items: the same seed draws the same items for every model
 
     @property
     def params(self) -> dict[str, Any]:
@@ -67,14 +84,21 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class Job:
-    """One probe-sample to send: one request, or two for "are you sure?"."""
+    """One probe-sample to send: one request, or the missing turns of an "are you sure?" conversation."""
 
     probe_id: str
-    messages: tuple[Message, ...]
+    messages: tuple[Message, ...]  # the messages of its first request
     sample: int
-    key: str
+    key: str  # the first request's cache key
     challenge: bool
-    first_reply: str | None = None  # set when the first answer is stored and only the second is missing
+    letters: str | None = None  # a multiple-choice "are you sure?": the item's choice letters
+    turn: int = 1  # the first request's turn: 2 or 3 when a killed run stored the turns before it
+    parent: str | None = None  # the stored turn before it (turn > 1)
+
+    @property
+    def requests(self) -> int:
+        """How many requests it may take, at most."""
+        return (3 if self.letters else 2) - self.turn + 1 if self.challenge else 1
 
 
 @dataclass
@@ -114,31 +138,93 @@ def _chosen_framings(task_framings: tuple[str, ...] | None, tasks: set[str]) -> 
     return sorted(chosen)
 
 
+def allocate(limit: int | None, sizes: dict[str, int]) -> dict[str, int]:
+    """How many items each stratum (source dataset: its size) gives to a sample of `limit` items of a
+    set: all of them without a limit or when the limit covers the set; else in proportion to its size,
+    by largest remainder (ties: the larger stratum, then the name), and at least one each when the
+    limit allows: a stratum left empty takes one from the stratum most above its exact share."""
+    total = sum(sizes.values())
+    if limit is None or limit >= total:
+        return dict(sizes)
+    limit = max(limit, 0)
+    share = {s: limit * n / total for s, n in sizes.items()}
+    given = {s: int(q) for s, q in share.items()}
+    by_remainder = sorted(sizes, key=lambda s: (given[s] - share[s], -sizes[s], s))
+    for s in by_remainder[: limit - sum(given.values())]:
+        given[s] += 1
+    if limit >= len(sizes):
+        for empty in sorted(s for s in sizes if given[s] == 0):
+            donor = min((s for s in sizes if given[s] > 1), key=lambda s: (share[s] - given[s], s))
+            given[donor] -= 1
+            given[empty] = 1
+    return given
+
+
+def _quota(store: Store, spec: RunSpec) -> list[dict[str, Any]]:
+    """Each (set, source dataset) with the number of its items in the run (PLAN_PROBES' $quota)."""
+    strata: dict[str, dict[str, int]] = {}
+    for set_id, dataset, n in store.query(sql.PLAN_STRATA, [list(spec.set_ids)]):
+        strata.setdefault(set_id, {})[dataset] = n
+    return [
+        {"set_id": set_id, "dataset": dataset, "n": n}
+        for set_id, sizes in strata.items()
+        for dataset, n in allocate(spec.limit, sizes).items()
+    ]
+
+
 def plan(store: Store, spec: RunSpec) -> Plan:
     tasks = dict(store.query(sql.SET_TASKS, [list(spec.set_ids)]))
     missing = set(spec.set_ids) - set(tasks)
     if missing:
         raise ValueError(f"not in the store: {', '.join(sorted(missing))}; ingest them first")
-    limit = spec.limit if spec.limit is not None else 2**31 - 1
     chosen = _chosen_framings(spec.framings, set(tasks.values()))
-    probes = store.query(sql.PLAN_PROBES, [list(spec.set_ids), chosen, limit])
-    known: dict[str, str | None] = dict(store.query(sql.KNOWN_FOR_MODEL, [spec.model, spec.base_url]))
-    answered_twice = {parent for parent in known.values() if parent is not None}
+    quota = _quota(store, spec)
+    probes = (
+        store.query(sql.PLAN_PROBES, {"quota": quota, "seed": spec.seed, "framings": chosen}) if quota else []
+    )
+    known = {row[0] for row in store.query(sql.KNOWN_FOR_MODEL, [spec.model, spec.base_url])}
+    stored: dict[str, str] = {}  # the replies of this model's "are you sure?" conversations
+    if any(framing_id == "are_you_sure" for _, framing_id, _, _ in probes):
+        stored = dict(
+            store.query(sql.KNOWN_CHALLENGE_REPLIES, [spec.model, spec.base_url, list(spec.set_ids)])
+        )
     jobs: list[Job] = []
     n_probes = 0
-    for probe_id, framing_id, messages_text in probes:
+    for probe_id, framing_id, messages_text, truth in probes:
         messages = tuple(json.loads(messages_text))
         challenge = framing_id == "are_you_sure"
+        letters = _letters(truth) if challenge else None
         for sample in range(spec.samples):
             n_probes += 1
             key = transcript_key(spec.model, spec.base_url, messages, spec.params, sample)
             if key not in known:
-                jobs.append(Job(probe_id, messages, sample, key, challenge))
-            elif challenge and key not in answered_twice:
-                # A run killed between the two turns: send only the second.
-                first = store.scalar(sql.GET_RESPONSE, [key])
-                jobs.append(Job(probe_id, messages, sample, key, challenge, first_reply=first))
+                jobs.append(Job(probe_id, messages, sample, key, challenge, letters))
+            elif challenge:
+                # A run killed between turns: only the turns it did not store.
+                unsent = _unsent_turn(Job(probe_id, messages, sample, key, True, letters), stored, spec)
+                if unsent is not None:
+                    jobs.append(unsent)
     return Plan(spec, jobs, n_probes, n_probes - len(jobs), _estimate(spec, jobs))
+
+
+def _letters(truth: str | dict | None) -> str | None:
+    """The choice letters of a multiple-choice item, None for a free-form one."""
+    truth = json.loads(truth) if isinstance(truth, str) else truth or {}
+    return replies.choice_letters(truth.get("choices")) if replies.is_multiple_choice(truth) else None
+
+
+def _unsent_turn(job: Job, stored: dict[str, str], spec: RunSpec) -> Job | None:
+    """An "are you sure?" conversation whose first turn is stored, followed through its stored turns
+    (found by their cache keys): the job of the first turn missing, or None when it is complete."""
+    turn, messages, key = 1, list(job.messages), job.key
+    while True:
+        following = next_turn(turn, messages, stored[key], job.letters)
+        if following is None:
+            return None
+        parent, turn, messages = key, turn + 1, following
+        key = transcript_key(spec.model, spec.base_url, messages, spec.params, job.sample)
+        if key not in stored:
+            return Job(job.probe_id, tuple(messages), job.sample, key, True, job.letters, turn, parent)
 
 
 def _estimate(spec: RunSpec, jobs: list[Job]) -> float | None:
@@ -146,8 +232,41 @@ def _estimate(spec: RunSpec, jobs: list[Job]) -> float | None:
         return 0.0
     # About four characters a token: enough for an estimate shown before a run.
     prompt_tokens = sum(len(messages_json(j.messages)) // 4 for j in jobs) // len(jobs)
-    requests = len(jobs) + sum(j.challenge for j in jobs)
+    requests = sum(j.requests for j in jobs)
     return prices.estimate(spec.model, requests, prompt_tokens, spec.max_tokens, spec.base_url)
+
+
+# -- "are you sure?" ----------------------------------------------------------------------------
+
+
+def _prefill(messages: list[Message] | tuple[Message, ...]) -> str | None:
+    return messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else None
+
+
+def challenge_messages(first: list[Message] | tuple[Message, ...], first_reply: str) -> list[Message]:
+    """Turn 2: the question (turn 1 without its prefill), the full first reply, the challenge. No prefill."""
+    question = list(first[:-1]) if _prefill(first) is not None else list(first)
+    full = replies.full_reply(first, first_reply)
+    return [*question, assistant(full), user(framings.ARE_YOU_SURE_CHALLENGE)]
+
+
+def final_answer_messages(second: list[Message] | tuple[Message, ...], second_reply: str) -> list[Message]:
+    """Turn 3: turn 2's messages, its reply, the request for the final answer, the letter prefill."""
+    full = replies.full_reply(second, second_reply)
+    return [*second, assistant(full), user(framings.FINAL_ANSWER_REQUEST), assistant(MC_PREFILL)]
+
+
+def next_turn(
+    turn: int, messages: list[Message] | tuple[Message, ...], reply: str, letters: str | None
+) -> list[Message] | None:
+    """The messages of the turn after `turn` of an "are you sure?" conversation whose turn `turn`
+    sent `messages` and got `reply`; None when the conversation ends there. `letters`: the item's
+    choice letters when it is multiple choice, else None (then there is no turn 3)."""
+    if turn == 1:
+        return challenge_messages(messages, reply)
+    if turn == 2 and letters and replies.parse_letter(replies.full_reply(messages, reply), letters) is None:
+        return final_answer_messages(messages, reply)
+    return None
 
 
 # -- sending --------------------------------------------------------------------------------------
@@ -167,13 +286,6 @@ def _send(provider: Provider, messages: list[Message], spec: RunSpec) -> Reply:
             # jitter, so that requests refused together do not all come back together
             time.sleep(max(delay * (1 + random.random() / 4), e.retry_after or 0))
     raise AssertionError("the last attempt returns or raises")
-
-
-def _challenge_messages(first: tuple[Message, ...], reply: str) -> list[Message]:
-    prefill = first[-1]["content"] if first[-1]["role"] == "assistant" else None
-    question = list(first[:-1]) if prefill is not None else list(first)
-    turn2 = [*question, assistant(reply), user(framings.ARE_YOU_SURE_CHALLENGE)]
-    return [*turn2, assistant(prefill)] if prefill is not None else turn2
 
 
 @dataclass(frozen=True)
@@ -321,24 +433,23 @@ def execute(
         raise RunStopped(f"{spec.model}: {e}") from e
 
     def run_job(job: Job, sent: Future) -> None:
-        """The job's requests, each reply written as it arrives; `sent` is resolved once the last
-        request is answered, so that the next job's request goes out while this one writes."""
+        """The job's requests (an "are you sure?" conversation: each turn after the one before), each
+        reply written as it arrives; `sent` is resolved once the last request is answered, so that the
+        next job's request goes out while this one writes."""
         try:
             if stop.is_set():
                 return
-            first = job.first_reply
-            if first is None:
-                reply = _send(provider, list(job.messages), spec)
-                if not job.challenge:
+            turn, messages, key, parent = job.turn, list(job.messages), job.key, job.parent
+            while True:
+                reply = _send(provider, messages, spec)
+                following = next_turn(turn, messages, reply.text, job.letters) if job.challenge else None
+                if following is None:
                     sent.set_result(None)
-                writer.transcript(_transcript(job.key, job, run_id, spec, 1, None, job.messages, reply))
-                first = reply.text
-            if job.challenge:
-                second = _challenge_messages(job.messages, first)
-                key2 = transcript_key(spec.model, spec.base_url, second, spec.params, job.sample)
-                reply2 = _send(provider, second, spec)
-                sent.set_result(None)
-                writer.transcript(_transcript(key2, job, run_id, spec, 2, job.key, second, reply2))
+                writer.transcript(_transcript(key, job, run_id, spec, turn, parent, messages, reply))
+                if following is None:
+                    return
+                parent, turn, messages = key, turn + 1, following
+                key = transcript_key(spec.model, spec.base_url, messages, spec.params, job.sample)
         finally:
             if not sent.done():
                 sent.set_result(None)

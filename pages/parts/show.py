@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.probes import framings
-from lib.view import textdiff
+from lib.view import browse, textdiff
 
 EMPTY_STORE = (
     "The store has no sets yet: open the Overview to fill it from the built-in sets with the bundled "
@@ -46,12 +46,19 @@ def badge_text(text: str) -> str:
     return _SAFE_BADGE.sub("", text)[:60]
 
 
-def grade_badges(grades: pd.DataFrame) -> None:
-    """One badge per current grader's verdict: green correct, red incorrect, grey a score or label."""
+VERDICT_COLOURS = {"correct": "green", "incorrect": "red", "unclear": "orange"}
+
+
+def grade_badges(grades: pd.DataFrame, verdict: Any = None, verdict_by: Any = None) -> None:
+    """The resolved verdict (what every count uses) first, then one badge per current grader's verdict:
+    green correct, red incorrect, grey a score or label."""
     if grades.empty:
         st.badge("ungraded", color="gray")
         return
     row = st.container(horizontal=True, gap="small")
+    if isinstance(verdict, str):
+        row.badge(badge_text(f"verdict: {verdict} (by {verdict_by})"), color=VERDICT_COLOURS[verdict])
+        st.caption(md(browse.grader_note(str(verdict_by))))
     for g in grades.itertuples():
         colour = "gray" if pd.isna(g.correct) else "green" if g.correct else "red"
         detail = g.label if isinstance(g.label, str) and g.label else ""
@@ -65,7 +72,11 @@ def answer_view(answer: Any, grades: pd.DataFrame, missing: str) -> None:
     if answer is None:
         st.info(missing)
         return
-    grade_badges(grades[grades["transcript_id"] == answer["transcript_id"]])
+    grade_badges(
+        grades[grades["transcript_id"] == answer["transcript_id"]],
+        answer.get("verdict"),
+        answer.get("correct_by"),
+    )
     conversation(answer["messages"], answer["response"])
 
 
