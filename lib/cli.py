@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples,
         temperature=1.0 if args.paper else args.temperature,
         max_tokens=256 if args.paper else args.max_tokens,
-        base_url=args.base_url,
+        base_url=args.base_url or None,  # an empty URL is no server: the vendor's own
         concurrency=args.concurrency,
         seed=args.seed,
     )
@@ -346,6 +346,15 @@ def graders_command(args: argparse.Namespace) -> int:
     print()
     for g in result["goals"]:
         print(f"goal: {g['what']} {g['target']}: {_share(g['value'])}, {'met' if g['met'] else 'MISSED'}")
+    print("\nby origin of the replies (accuracy, n)")
+    origins = list(result["by_origin"])
+    graders = list(dict.fromkeys(r["grader"] for rows in result["by_origin"].values() for r in rows))
+    cells = {
+        (o, r["grader"]): f"{_share(r['accuracy'])} of {r['n']}"
+        for o in origins
+        for r in result["by_origin"][o]
+    }
+    _print_table([(g, *(cells.get((o, g), "") for o in origins)) for g in graders], ("grader", *origins))
     for r in result["graders"]:
         print(f"\n{r['grader']}: label (rows) by verdict (columns)")
         _print_table([(a, *r["confusion"][a].values()) for a in r["classes"]], ("", *r["classes"]))

@@ -79,6 +79,19 @@ def test_graders_command_meets_the_goals_on_the_gold_set(measured):
         assert rows[name]["version"] == grading.GRADERS[name]
 
 
+def test_figures_are_given_per_origin_of_the_replies(measured):
+    _, result = measured
+    assert set(result["by_origin"]) == set(result["gold"]["origins"]) >= {"written"}
+    for rows in result["by_origin"].values():
+        assert all(0 <= r["accuracy"] <= 1 for r in rows)
+    total = {r["grader"]: r["n"] for r in result["graders"]}
+    summed: dict[str, int] = {}
+    for rows in result["by_origin"].values():
+        for r in rows:
+            summed[r["grader"]] = summed.get(r["grader"], 0) + r["n"]
+    assert summed == total
+
+
 def test_every_gold_file_is_read(measured):
     _, result = measured
     files = sorted(p.name for p in paths.GOLD.glob("*.jsonl"))

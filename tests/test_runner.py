@@ -198,7 +198,7 @@ def test_a_bad_key_or_no_quota_stops_the_run_at_once(store, vendor, failure):
 
 def test_cancel_stops_a_background_run(store, vendor):
     vendor.script(*[Ok(f"answer {n}") for n in range(40)])
-    run_id = runner.start_background(store, vendor_spec(vendor, limit=10))
+    run_id = runner.start_background(store, vendor_spec(vendor, limit=10), None)
     runner.cancel(store, run_id)
     runner._background[run_id].join(timeout=30)
     assert store.scalar(sql.RUN_STATUS, [run_id]) == "cancelled"

@@ -382,13 +382,23 @@ def goals(rows: Sequence[Agreement]) -> list[Goal]:
 
 
 def report(gold: Sequence[GoldReply], judge: Judge | None = None) -> dict[str, Any]:
-    """The whole measurement as one JSON-able object: the gold files, per-grader agreement, goals."""
-    rows = agreements(grade_gold(gold, judge))
+    """The whole measurement as one JSON-able object: the gold files, per-grader agreement, the
+    same per origin of the replies (written by us, or a model's), and the goals."""
+    judged = grade_gold(gold, judge)
+    rows = agreements(judged)
     files = Counter(r.where.split(":")[0] for r in gold)
-    origins = Counter(r.origin for r in gold)
+    origin_of = {r.id: r.origin for r in gold}
+    by_origin = {
+        origin: [
+            {k: a.as_dict()[k] for k in ("grader", "n", "accuracy", "kappa", "correct_called_incorrect")}
+            for a in agreements([j for j in judged if origin_of[j.reply] == origin])
+        ]
+        for origin in sorted(set(origin_of.values()))
+    }
     return {
-        "gold": {"replies": len(gold), "files": dict(files), "origins": dict(origins)},
+        "gold": {"replies": len(gold), "files": dict(files), "origins": dict(Counter(origin_of.values()))},
         "judge": judge.model if judge else None,
         "graders": [r.as_dict() for r in rows],
+        "by_origin": by_origin,
         "goals": [g.__dict__ for g in goals(rows)],
     }

@@ -529,10 +529,11 @@ def run(
 _background: dict[str, threading.Thread] = {}
 
 
-def start_background(store: Store, spec: RunSpec, grade: Grade | None = None) -> str:
+def start_background(store: Store, spec: RunSpec, grade: Grade | None) -> str:
     """Start a run in a worker thread of this process and return its id at once. The thread
     outlives the Streamlit script run that started it, so a click elsewhere does not stop it.
-    With `grade`, its answers are graded as they arrive."""
+    With `grade` (say lib.measure.grading.grade_run), its answers are graded as they arrive; None
+    (said, not left out) grades nothing."""
     the_plan = plan(store, spec)
     run_id = create_run(store, the_plan)
 

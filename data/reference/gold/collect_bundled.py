@@ -2,8 +2,8 @@
 
 The bundled offline model (bundled:smollm2, SmolLM2-135M-Instruct on a loopback llama.cpp server)
 answers a fixed random sample of built-in items; each reply is written as one gold entry with empty
-`labels` and `note`. The labels of bundled.jsonl were then added by a person reading every reply
-(README.md, "How each label was decided"): this script never labels and never runs a grader.
+`labels` and `note`. The labels of bundled.jsonl were then added by reading every reply (README.md,
+"How each label was decided"): this script never labels and never runs a grader.
 
     python data/reference/gold/collect_bundled.py --out /tmp/bundled-unlabelled.jsonl
     python data/reference/gold/collect_bundled.py --compare data/reference/gold/bundled.jsonl
@@ -12,7 +12,7 @@ answers a fixed random sample of built-in items; each reply is written as one go
 `--only TASK` (repeatable) sends only that task's requests, with the ids and seeds of a full run.
 Items are drawn with random.Random(SEED); replies at temperature 1.0 carry a request seed, so a
 rerun on the same llama.cpp build gives the same replies. The id names the temperature ("-t0", "-t1").
-About 200 requests: 30 to 50 minutes on 2 cores.
+About 200 requests: 10 minutes on 2 idle cores, an hour or more on a busy machine.
 """
 
 from __future__ import annotations
