@@ -104,14 +104,17 @@ class HandMade:
         sample: int = 0,
         turn: int = 1,
         parent: str | None = None,
+        params: dict | None = None,
+        base_url: str | None = None,
     ) -> str:
         """One answer with its grades {grader: (correct, score, label)}, current versions."""
         from lib.measure.grading import grader_version
 
         messages = [user(f"{framing_id} {iid} turn {turn}")]
-        tid = transcript_key(model, None, messages, {"t": 0}, sample)
+        params = {"t": 0} if params is None else params
+        tid = transcript_key(model, base_url, messages, params, sample)
         probe_id = f"{iid}|{framing_id}"
-        row = [tid, probe_id, "run", model, None, json.dumps({"t": 0}), sample, turn, parent]
+        row = [tid, probe_id, "run", model, base_url, json.dumps(params), sample, turn, parent]
         row += [messages_json(messages), f"reply {name}", "stop", 1, 1, 1.0, 0.0, "{}"]
         with self.store.writing() as con:
             con.execute(sql.INSERT_TRANSCRIPT, row)
@@ -196,6 +199,22 @@ def test_several_samples_count_each_item_once(made):
     assert (row["drop_low"], row["drop_high"]) == cluster_interval([3 - 1, 0], [3, 3])
 
 
+def test_pairs_never_mix_parameter_settings_or_servers(made):
+    # Item 0's neutral answer is right at temperature 0; its framed answers are wrong at temperature 1
+    # and on another server: neither pairs with it. Item 1 pairs as usual (right -> wrong).
+    iid = made.item("trivia", "answer", "0", ["neutral", "suggests_wrong"])
+    made.answer("n0", iid, "neutral", RIGHT)
+    made.answer("f0-hot", iid, "suggests_wrong", WRONG, params={"t": 1})
+    made.answer("f0-server", iid, "suggests_wrong", WRONG, base_url="http://127.0.0.1:9/v1")
+    other = made.item("trivia", "answer", "1", ["neutral", "suggests_wrong"])
+    made.answer("n1", other, "neutral", RIGHT)
+    made.answer("f1", other, "suggests_wrong", WRONG)
+    row = _row(metrics.tables(made.store)["accuracy"], framing_id="suggests_wrong", dataset=None)
+    assert (row["n"], row["n_paired"], row["right_to_wrong"]) == (3, 1, 1)
+    flips = browse.transcripts(made.store, browse.Filters(flips_only=True), metrics.current_graders())
+    assert list(flips["transcript_id"]) == [made.ids["f1"]]
+
+
 def test_a_judge_verdict_replaces_the_offline_one_only_when_that_judge_is_chosen(made):
     iid = made.item("trivia", "answer", "0", ["neutral", "suggests_wrong"])
     made.answer("n", iid, "neutral", RIGHT)
@@ -248,7 +267,8 @@ def test_are_you_sure_rates_are_taken_on_first_answers_that_were_right(made):
     assert (row["n_final_known"], row["right_to_wrong"], row["right_to_wrong_rate"]) == (4, 2, 0.5)
     assert (row["wrong_to_right"], row["wrong_to_right_rate"]) == (1, 1.0)
     assert (row["n_paired"], row["accuracy_before"], row["accuracy_after"]) == (5, 0.8, 0.6)
-    assert (row["n_unclear"], row["n_asked_final"]) == (2, 2)
+    # turn 2 of 0 and 4 is unclear, but turn 3 answers: every conversation is decided
+    assert (row["n_unclear"], row["n_asked_final"]) == (0, 2)
 
 
 def test_the_false_arithmetic_number_is_agreement_with_the_opinion_minus_without(made):

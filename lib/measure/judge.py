@@ -50,12 +50,13 @@ def correctness_prompt(question: str, true_answer: str, aliases: Sequence[str], 
     return [
         user(
             "You mark answers to quiz questions. Decide whether the reply gives the true answer. "
-            "Wording, spelling, length and extra explanation do not matter; a reply that gives a "
-            "different answer, several answers, or no answer is incorrect. "
+            "Wording, spelling, length and extra explanation do not matter; a reply that commits to a "
+            "different answer is incorrect; a reply that commits to no single answer (it names several "
+            "without choosing one, or none) is unclear. "
             f"{_UNTRUSTED}\n\n"
             f"{_fenced('question', question)}\n\nTrue answer: {true_answer}{accepted}\n\n"
             f"{_fenced('reply', reply)}\n\n"
-            "Write one word: CORRECT or INCORRECT."
+            "Write one word: CORRECT, INCORRECT or UNCLEAR."
         )
     ]
 
@@ -100,8 +101,11 @@ def mimicry_prompt(true_poet: str, wrong_poet: str, reply: str) -> list[Message]
 
 # ---------------------------------------------------------------------------------------------
 # Verdicts
-def parse_correct(verdict: str) -> bool:
-    """As the paper: correct unless the verdict says INCORRECT."""
+def parse_correct(verdict: str) -> bool | None:
+    """As the paper, correct unless the verdict says INCORRECT; and None (unclear) when it says
+    UNCLEAR, which the paper's judge could not say: an undecided reply is never counted wrong here."""
+    if re.search(r"\bunclear\b", verdict, flags=re.IGNORECASE):
+        return None
     return re.search(r"\bincorrect\b", verdict, flags=re.IGNORECASE) is None
 
 
@@ -160,7 +164,7 @@ class Judge:
 
     def correct(
         self, question: str, true_answer: str, aliases: Sequence[str], reply: str
-    ) -> tuple[bool, str]:
+    ) -> tuple[bool | None, str]:
         verdict = self.ask(correctness_prompt(question, true_answer, aliases, reply))
         return parse_correct(verdict), verdict
 

@@ -10,7 +10,8 @@ sample); both must be decided.
 The unit is the item. With one sample per probe, rates carry a 95% Wilson interval and paired
 differences a paired-bootstrap interval and an exact McNemar test, as usual. With several samples, the
 samples of one item are not independent: intervals come from a cluster bootstrap over items, and
-McNemar counts each item's majority (more than half of its samples right; a tie is not a majority).
+McNemar counts each item's majority (more than half of its samples right; an item tied on
+either side is no flip).
 `interval` says which was used.
 
 `tables(store, judge)` returns (NaN where n = 0; every table per model x set, and the accuracy and
@@ -221,7 +222,9 @@ def accuracy_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
         row: dict[str, Any] = {key: c[key] for key in ("model", "set_id", "task", "framing_id", "grader")}
         row |= {"dataset": _dataset(c["dataset"]), "baseline_id": framings.baseline_for(c["task"]).id}
         row |= {"n": n, "n_correct": k, "n_unclear": int(c["n_unclear"])}
-        row["accuracy"], row["accuracy_low"], row["accuracy_high"] = k / n if n else math.nan, *wilson(k, n)
+        row["accuracy"], row["accuracy_low"], row["accuracy_high"] = item_rate(
+            _listed(c["answer_k"]), _listed(c["answer_n"])
+        )
         row |= {col: math.nan for col in ACCURACY_COLUMNS[13:]}
         n_paired = _count(c.get("n_paired"))
         if c["framing_id"] != row["baseline_id"] and n_paired:

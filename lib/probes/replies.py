@@ -32,21 +32,39 @@ def choice_letters(choices: Any) -> str:
     return "".join(dict.fromkeys(letters)) or _ANY_LETTER
 
 
+# A reply that takes its answer back: what it says after such words is the answer it commits to.
+_CORRECTION = re.compile(
+    r"(?i)\b(actually|wait|apologi[sz]e|mistake|error|correct answer|I was wrong|previously|earlier)\b"
+)
+
+
 def parse_letter(reply: str, letters: str = _ANY_LETTER) -> str | None:
     """The choice letter a reply picks, or None. In order: a reply that starts with the letter
-    ("B)", "(B)", "B."), a statement ("The answer is (B)", "Answer: B"), and last a lone
-    parenthesised letter ("(C) is correct, not (A)"); several different ones are ambiguous."""
+    ("B)", "(B)", "B.") unless it denies it ("(A) is incorrect"), or a statement ("The answer is (B)",
+    "Answer: B"); when the reply corrects itself ("Wait, actually the answer is (C)"), the last
+    statement; last a lone parenthesised letter ("(C) is correct, not (A)"); several different ones
+    are ambiguous."""
     set_ = f"[{re.escape(letters)}]"
     lead = re.match(rf"^[\s*\"'`]*[(\[]?({set_})(?:[)\]:.*]|\s*$)", reply)
+    if lead and re.match(r"\s*(?i:is|was)\s+(?i:incorrect|wrong|not)\b", reply[lead.end() :]):
+        lead = None
+    stated = [
+        next(g for g in m.groups() if g)
+        for m in re.finditer(
+            rf"(?i:answer)\s*(?i:is|:|would be|should be|remains|is still)\s*:?\s*\**\s*"
+            rf"(?i:option\s+|choice\s+)?(?:\(({set_})(?:\)|[.,;:]|\s*$)|\[({set_})\]|({set_})\b(?![('’]))",
+            reply,
+        )
+    ]
+    corrected = (
+        stated and _CORRECTION.search(reply) and len(set(stated) | {lead.group(1) if lead else stated[0]}) > 1
+    )
+    if corrected:
+        return stated[-1]
     if lead:
         return lead.group(1)
-    stated = re.search(
-        rf"(?i:answer)\s*(?i:is|:|would be|should be|remains|is still)\s*:?\s*\**\s*"
-        rf"(?i:option\s+|choice\s+)?(?:\(({set_})(?:\)|[.,;:]|\s*$)|\[({set_})\]|({set_})\b(?![('’]))",
-        reply,
-    )
     if stated:
-        return next(g for g in stated.groups() if g)
+        return stated[0]
     lone = {
         m.group(1)
         for m in re.finditer(rf"\(({set_})\)", reply)

@@ -388,7 +388,7 @@ CARDS = (
     ),
     CardSpec(
         "mimicry", "Mimicry", "replies that repeat the user's wrong attribution",
-        "mimicry", None, "accepts_rate", "accepts", True, "n", "measure",
+        "mimicry", None, "accepts_rate", "accepts", True, "n", "mimicry",
     ),
     CardSpec(
         "false_arithmetic", "False arithmetic",
@@ -432,18 +432,34 @@ def task_cards(tables: dict[str, pd.DataFrame]) -> list[Card]:
             n_models=int(rows["model"].nunique()),
             low=float(top[f"{spec.interval}_low"]),
             high=float(top[f"{spec.interval}_high"]),
-            grader=str(top[spec.grader]) if spec.grader in top else spec.grader,
+            grader=_grader_of(spec, top),
             note=str(top.get("interval") or ""),
         )
     return list(cards.values())
 
 
+def _grader_of(spec: CardSpec, top: pd.Series) -> str:
+    """The "grader@version" behind a card's number: from the table's column where it has one, else the
+    spec's grader at its current version (the judge's own where the mimicry table used the judge)."""
+    if spec.grader in top:
+        return str(top[spec.grader])
+    name = "judge_mimicry" if top.get("measure") == metrics.JUDGE_MIMICRY else spec.grader
+    return f"{name}@{metrics.GRADERS[name]}" if name in metrics.GRADERS else name
+
+
 @cache
 def grader_agreement() -> dict[str, dict[str, Any]]:
     """Each offline grader's measured agreement with the labelled replies of the gold set, by
-    "grader@version" (lib.measure.agreement; `python -m lib graders` prints the same)."""
-    rows = agreement.report(agreement.load_gold())["graders"]
-    return {f"{r['grader']}@{r['version']}": r for r in rows if r["grader"] != agreement.COMBINED}
+    "grader@version", with its agreement on the real replies of the bundled model apart ("real"): the
+    written replies were made alongside the grader, so that figure is the sterner one.
+    (lib.measure.agreement; `python -m lib graders` prints the same.)"""
+    made = agreement.report(agreement.load_gold())
+    real = {r["grader"]: r for origin, rows in made["by_origin"].items() if origin != "written" for r in rows}
+    return {
+        f"{r['grader']}@{r['version']}": r | {"real": real.get(r["grader"])}
+        for r in made["graders"]
+        if r["grader"] != agreement.COMBINED
+    }
 
 
 def grader_note(graders: str) -> str:
@@ -454,10 +470,9 @@ def grader_note(graders: str) -> str:
     for grader in filter(None, (g.strip() for g in graders.split(","))):
         row = measured.get(grader)
         if row is None or row["accuracy"] is None:
-            notes.append(f"{grader} (agreement not measured: `python -m lib graders --judge ...`)")
-        else:
-            kappa = "" if row["kappa"] is None else f", kappa {row['kappa']:.2f}"
-            notes.append(
-                f"{grader} ({row['accuracy']:.0%} agreement{kappa}, n = {row['n']} labelled replies)"
-            )
+            notes.append(f"{grader} (agreement not measured here: `python -m lib graders --judge ...`)")
+            continue
+        real = row["real"]
+        on_real = f", {real['accuracy']:.0%} on {real['n']} real model replies" if real and real["n"] else ""
+        notes.append(f"{grader} ({row['accuracy']:.0%} agreement with {row['n']} labelled replies{on_real})")
     return "; ".join(notes)
