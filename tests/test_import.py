@@ -131,6 +131,16 @@ def test_importing_twice_adds_nothing(db, tmp_path):
     assert imports.import_file(Store(db), write(tmp_path / "other.jsonl", line)).added == 0
 
 
+def test_a_second_answer_to_the_same_probe_sample_and_turn_is_refused(db, tmp_path):
+    fact, _ = first_item(FACTS)
+    line = {"item_id": fact, "framing": "neutral", "model": MODEL, "response": "Jane Austen."}
+    imports.import_file(Store(db), write(tmp_path / "a.jsonl", line))
+    other = {**line, "response": "Charlotte Brontë."}
+    with pytest.raises(imports.ImportRefused, match=r"line 1: .*already has an imported answer"):
+        imports.import_file(Store(db), write(tmp_path / "b.jsonl", other))
+    assert Store(db).scalar(sql.COUNT["transcripts"]) == 1  # it would pair twice with the baseline
+
+
 def test_given_messages_and_samples_make_their_own_transcripts(db, tmp_path):
     fact, probes = first_item(FACTS)
     own = [{"role": "system", "content": "Be brief."}, *probes["neutral"]]

@@ -183,6 +183,12 @@ def plan(store: Store, path: Path, lines: list[Line], problems: list[str] | None
     if problems:
         raise ImportRefused(path, sorted(problems, key=_line_number))
 
+    # One imported answer per model, probe, sample and turn: a second (other messages, say) would
+    # pair twice with every answer it is compared with.
+    slots = {
+        tuple(r[:4]): tuple(r[4:])
+        for r in store.query(sql.IMPORTED_SLOTS, [sorted({x.probe_id for x in lines})])
+    }
     # Turn by turn, so that a turn's default messages follow from its parent's.
     done: dict[int, tuple[str, list[Message]]] = {}  # line number -> (transcript id, messages)
     rows: dict[str, dict[str, Any]] = {}
@@ -201,6 +207,12 @@ def plan(store: Store, path: Path, lines: list[Line], problems: list[str] | None
             problems.append(
                 f"line {line.number}: the same conversation as line {same['line']} (model, messages, "
                 "sample) with another response"
+            )
+        slot = (line.model, line.probe_id, line.sample, line.turn)
+        if slots.setdefault(slot, (key, line.response)) != (key, line.response):
+            problems.append(
+                f"line {line.number}: {line.model} already has an imported answer to {line.probe_id} "
+                f"(sample {line.sample}, turn {line.turn}) with other messages or another response"
             )
         done[line.number] = (key, messages)
         rows.setdefault(

@@ -138,6 +138,9 @@ KNOWN_CHALLENGE_REPLIES = """SELECT t.transcript_id, t.response
 # Replies made elsewhere (lib.run.imports): never sent, so no run, server, tokens, latency or cost.
 IMPORT_ITEMS = "SELECT item_id, task, truth FROM items WHERE item_id IN (SELECT unnest(?))"
 IMPORT_PROBES = "SELECT probe_id, messages FROM probes WHERE probe_id IN (SELECT unnest(?))"
+# The imported answers already in the store for these probes: one per model, probe, sample and turn.
+IMPORTED_SLOTS = """SELECT model, probe_id, sample, turn, transcript_id, response FROM transcripts
+    WHERE imported AND probe_id IN (SELECT unnest(?))"""
 INSERT_IMPORTED = """INSERT INTO transcripts (transcript_id, probe_id, model, params, sample, turn, parent_id,
         messages, response, raw, created_at, imported)
     SELECT transcript_id, probe_id, model, params, sample, turn, parent_id, messages, response, raw,
