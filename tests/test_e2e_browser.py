@@ -233,7 +233,7 @@ def test_a_small_run_on_the_bundled_model_fills_its_chart_and_outlives_a_reload(
     choose(page, "url_sets", facts)
     choose(page, "url_framings", SUGGESTS_WRONG)
     for label, value in (("Items per set", "2"), ("Max tokens", "32")):
-        box = page.get_by_label(label)
+        box = page.get_by_label(label, exact=True)  # not the help button that names it too
         box.fill(value)
         after_rerun(page, lambda box=box: box.press("Enter"))
     # two items, each neutral and framed

@@ -64,8 +64,10 @@ def test_bundled_run_is_stored_graded_measured_then_all_cached(store, server):
     facts = accuracy[accuracy["set_id"] == "builtin/facts-answer"]
     assert set(facts["framing_id"]) == {f.id for f in framings.for_task("answer")}
     whole = facts[facts["dataset"].isna()]  # the rows of the whole set; the others, of each fact table
-    assert len(whole) == 4 and (whole["n"] == 3).all()
-    assert (facts[facts["dataset"].notna()].groupby("framing_id")["n"].sum() == 3).all()
+    # three answers a framing, each decided or unclear
+    assert len(whole) == 4 and (whole["n"] + whole["n_unclear"] == 3).all()
+    by_source = facts[facts["dataset"].notna()].groupby("framing_id")[["n", "n_unclear"]].sum()
+    assert (by_source["n"] + by_source["n_unclear"] == 3).all()
     opinion = made["opinion"]
     assert set(opinion["framing_id"]) == {"opinion_neutral", "agrees_false_claim"}
 

@@ -339,8 +339,10 @@ def metric_tables(store: Store, judge: str | None = None) -> dict[str, pd.DataFr
 
 
 def run_accuracy(store: Store, model: str, set_ids: list[str], judge: str | None = None) -> pd.DataFrame:
-    """The accuracy table of one model on some sets, read with only that model's answers."""
-    return metrics.tables(store, judge, model, set_ids)["accuracy"]
+    """The accuracy table of one model on whole sets (not their source datasets), read with only that
+    model's answers."""
+    accuracy = metrics.tables(store, judge, model, set_ids)["accuracy"]
+    return accuracy[accuracy["dataset"].isna()].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
