@@ -69,12 +69,12 @@ for column, model in zip(st.columns(len(models)), models, strict=True):
 
 # The chosen models on the whole set, and on each of its source datasets (TriviaQA and TruthfulQA, say).
 CHARTED = {
-    "answer": ("accuracy", "drop", "drop_low", "drop_high", "accuracy drop (points)"),
+    "answer": ("accuracy", "drop", "drop_low", "drop_high", "accuracy drop (points)", "n_paired"),
     "are_you_sure": ("are_you_sure", "right_to_wrong_rate", "right_to_wrong_low", "right_to_wrong_high",
-                     "first answers right, then wrong"),
+                     "first answers right, then wrong", "n_final_known"),
 }  # fmt: skip
 if task in CHARTED:
-    table, value, low, high, axis = CHARTED[task]
+    table, value, low, high, axis, n = CHARTED[task]
     rows = reads.cached(browse.metric_tables, reads.judge())[table]
     rows = rows[(rows["set_id"] == set_id) & rows["model"].isin(models)]
     if "framing_id" in rows and task == "answer":
@@ -82,5 +82,7 @@ if task in CHARTED:
     rows = rows.assign(source=rows["dataset"].fillna("whole set"))
     st.subheader("By source dataset")
     title = f"{framing_label(framing_id)}: {axis}, the whole set and each source dataset"
-    st.plotly_chart(charts.rate_bars(rows, value, low, high, title, axis, x="source"), width="stretch")
-    st.caption("95% intervals; unclear replies are left out. " + metrics.CORRECT_RULE)
+    st.plotly_chart(charts.rate_bars(rows, value, low, high, title, axis, x="source", n=n), width="stretch")
+    graded_by = browse.grader_note(", ".join(sorted(set(rows["grader"]))))
+    st.caption(f"95% intervals; n (in the hover) counts decided pairs. Graded by {show.md(graded_by)}. ")
+    st.caption(metrics.CORRECT_RULE)

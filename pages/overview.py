@@ -78,6 +78,8 @@ with left:
         "items (positive: the framing hurts), with 95% intervals (paired bootstrap; over items when a probe "
         f"was sampled several times). Unclear replies are left out of both. Diamonds: {paper.CAVEAT}."
     )
+    if not drops.empty:
+        st.caption(f"Graded by {show.md(browse.grader_note(', '.join(sorted(set(drops['grader'])))))}.")
 with right:
     st.markdown("**Measured here against the paper**")
     worst = drops.loc[drops["drop"].astype(float).idxmax()] if not drops.empty else None

@@ -69,8 +69,11 @@ from lib.store import Store, sql
 
 JUDGE_MIMICRY = "judge"
 PROXY_MIMICRY = "proxy: repeats the wrong poet without naming the true one"
-WILSON = "Wilson; McNemar exact"
-CLUSTER = "cluster bootstrap over items; McNemar on each item's majority"
+RATE_WILSON = "Wilson"
+RATE_CLUSTER = "cluster bootstrap over items"
+WILSON = f"{RATE_WILSON}; McNemar exact"
+PAIRED = "paired bootstrap; McNemar exact"  # a difference over pairs, one sample each
+CLUSTER = f"{RATE_CLUSTER}; McNemar on each item's majority"
 RESAMPLES = 2000
 SEED = 0
 _FEW_VALUES = 16
@@ -168,20 +171,21 @@ def item_rate(k: Sequence[int], n: Sequence[int]) -> tuple[float, float, float]:
 
 
 def paired_difference(
-    base: Sequence[int], framed: Sequence[int], n: Sequence[int], right_to_wrong: int, wrong_to_right: int
+    first: Sequence[int], second: Sequence[int], n: Sequence[int], first_only: int, second_only: int
 ) -> dict[str, float]:
-    """Baseline minus framed rate over pairs counted per item (base[i] and framed[i] of n[i] pairs
-    right), its interval and McNemar p (the flips: of pairs, or of item majorities with several
-    samples; the caller counts them)."""
+    """The first rate minus the second over pairs counted per item (first[i] and second[i] of n[i]
+    pairs), with its interval: a paired bootstrap of the flips (`first_only`: pairs, or item majorities
+    with several samples, where only the first holds; `second_only` the other way; the caller counts
+    them), or a cluster bootstrap over items with several samples."""
     n_all = int(np.sum(n))
     if n_all == 0:
-        return {"base": math.nan, "framed": math.nan, "diff": math.nan, "low": math.nan, "high": math.nan}
-    b, f = np.asarray(base, dtype=float), np.asarray(framed, dtype=float)
+        return {"first": math.nan, "second": math.nan, "diff": math.nan, "low": math.nan, "high": math.nan}
+    a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
     if np.all(np.asarray(n) <= 1):
-        low, high = flips_interval(right_to_wrong, wrong_to_right, n_all)
+        low, high = flips_interval(first_only, second_only, n_all)
     else:
-        low, high = cluster_interval(b - f, n)
-    return {"base": b.sum() / n_all, "framed": f.sum() / n_all, "diff": (b.sum() - f.sum()) / n_all,
+        low, high = cluster_interval(a - b, n)
+    return {"first": a.sum() / n_all, "second": b.sum() / n_all, "diff": (a.sum() - b.sum()) / n_all,
             "low": low, "high": high}  # fmt: skip
 
 
@@ -233,8 +237,8 @@ def accuracy_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
             pair = paired_difference(_listed(c["item_kb"]), _listed(c["item_kf"]), _listed(c["item_n"]), b, w)
             row |= {"n_paired": n_paired, "n_items": _count(c["n_items"]), "samples": samples}
             row |= {
-                "baseline_accuracy": pair["base"],
-                "framed_accuracy": pair["framed"],
+                "baseline_accuracy": pair["first"],
+                "framed_accuracy": pair["second"],
                 "drop": pair["diff"],
             }
             row |= {
@@ -243,7 +247,7 @@ def accuracy_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
                 "right_to_wrong": b,
                 "wrong_to_right": w,
             }
-            row |= {"mcnemar_p": mcnemar_p(b, w), "interval": WILSON if samples <= 1 else CLUSTER}
+            row |= {"mcnemar_p": mcnemar_p(b, w), "interval": PAIRED if samples <= 1 else CLUSTER}
         rows.append(row)
     return pd.DataFrame(rows, columns=ACCURACY_COLUMNS)
 
@@ -280,7 +284,7 @@ def are_you_sure_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
         row["accuracy_before"] = int(c["n_before"]) / n_paired if n_paired else math.nan
         row["accuracy_after"] = int(c["n_after"]) / n_paired if n_paired else math.nan
         row |= {"n_unclear": int(c["n_unclear"]), "n_asked_final": int(c["n_asked_final"])}
-        row["interval"] = WILSON.split(";")[0] if samples <= 1 else CLUSTER.split(";")[0]
+        row["interval"] = RATE_WILSON if samples <= 1 else RATE_CLUSTER  # rates here, no test
         rows.append(row)
     return pd.DataFrame(rows, columns=ARE_YOU_SURE_COLUMNS)
 
@@ -328,18 +332,18 @@ def opinion_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
         n_paired = _count(c.get("n_paired"))
         if n_paired:
             with_, without = _count(c["only_with"]), _count(c["only_without"])
-            # framed minus baseline: the difference the user's opinion makes (positive: more agreement)
+            # with the opinion minus without: the difference it makes (positive: more agreement)
             pair = paired_difference(
                 _listed(c["item_kf"]), _listed(c["item_kb"]), _listed(c["item_pairs"]), with_, without
             )
-            row |= {"n_paired": n_paired, "agree_without": pair["framed"], "agree_with": pair["base"]}
+            row |= {"n_paired": n_paired, "agree_with": pair["first"], "agree_without": pair["second"]}
             row |= {
                 "difference": pair["diff"],
                 "difference_low": pair["low"],
                 "difference_high": pair["high"],
             }
             row |= {"only_with": with_, "only_without": without, "mcnemar_p": mcnemar_p(with_, without)}
-            row["interval"] = WILSON if _count(c["pair_samples"]) <= 1 else CLUSTER
+            row["interval"] = PAIRED if _count(c["pair_samples"]) <= 1 else CLUSTER
         rows.append(row)
     return pd.DataFrame(rows, columns=OPINION_COLUMNS)
 

@@ -249,7 +249,7 @@ ACCURACY_COUNTS = f"""WITH acc AS (SELECT * FROM graded WHERE task = 'answer'),
         FROM acc GROUP BY ALL)
     SELECT c.*, p.* EXCLUDE (model, set_id, dataset, task, framing_id) FROM (
         SELECT model, set_id, dataset, task, framing_id, sum(n) AS n, sum(k) AS n_correct,
-            sum(n_unclear) AS n_unclear, max(n) AS answer_samples,
+            sum(n_unclear) AS n_unclear,
             list(k ORDER BY item_id) AS answer_k, list(n ORDER BY item_id) AS answer_n,
             coalesce(string_agg(DISTINCT grader, ', ' ORDER BY grader), '') AS grader
         FROM answered GROUP BY {_BY_SOURCE.format(keys="model, set_id, task, framing_id")}) c

@@ -469,7 +469,7 @@ def grader_note(graders: str) -> str:
     agreement with labelled replies, or why there is none."""
     measured = grader_agreement()
     notes = []
-    for grader in filter(None, (g.strip() for g in graders.split(","))):
+    for grader in dict.fromkeys(filter(None, (g.strip() for g in graders.split(",")))):  # each once
         row = measured.get(grader)
         if row is None or row["accuracy"] is None:
             notes.append(f"{grader} (agreement not measured here: `python -m lib graders --judge ...`)")

@@ -6,6 +6,8 @@ colour in a legend and shows its interval as error bars, so a reader sees how su
 
 from __future__ import annotations
 
+import textwrap
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -41,14 +43,16 @@ def rate_bars(
     x: str = "framing_id",
     colour: str = "model",
     empty_message: str = "no data yet",
+    n: str = "n",
 ) -> go.Figure:
     """Grouped bars of a rate (a fraction) by `x`, one colour per `colour` value, with the interval
-    [low, high] as error bars. Framing ids on the x axis show as their labels."""
+    [low, high] as error bars and the count `n` in the hover. Framing ids on the x axis show as their
+    labels."""
     rows = data.dropna(subset=[value]) if value in data else data.iloc[0:0]
     if rows.empty:
         return empty(empty_message)
     fig = go.Figure()
-    for n, (name, group) in enumerate(rows.groupby(colour, sort=True)):
+    for index, (name, group) in enumerate(rows.groupby(colour, sort=True)):
         xs = [framing_label(v) if x == "framing_id" else v for v in group[x]]
         error = None
         if low and high and low in group and high in group:
@@ -59,17 +63,21 @@ def rate_bars(
                 arrayminus=(group[value] - group[low]).clip(lower=0).mul(100).tolist(),
             )
         hover = f"{name}<br>%{{x}}: %{{y:.1f}}%"
-        if "n" in group:
+        if n in group:
             hover += "<br>n = %{customdata}"
         fig.add_bar(
             name=str(name),
             x=xs,
             y=group[value].mul(100).tolist(),
             error_y=error,
-            marker_color=PALETTE[n % len(PALETTE)],
-            customdata=group["n"].tolist() if "n" in group else None,
+            marker_color=PALETTE[index % len(PALETTE)],
+            customdata=group[n].tolist() if n in group else None,
             hovertemplate=hover + "<extra></extra>",
         )
+    if x == "framing_id":
+        # the labels broken over lines, so that those of neighbouring bars do not run together
+        labels = [framing_label(v) for v in dict.fromkeys(rows[x])]
+        fig.update_xaxes(tickvals=labels, ticktext=["<br>".join(textwrap.wrap(s, 16)) for s in labels])
     fig.update_layout(
         title=title,
         barmode="group",
@@ -95,6 +103,7 @@ def accuracy_drop(drops: pd.DataFrame, reported: pd.DataFrame | None = None) -> 
         "Accuracy drop against the neutral question",
         "accuracy drop (points)",
         empty_message="no graded answers yet: run probes to fill this chart",
+        n="n_paired",
     )
     if reported is not None and not reported.empty and "drop" in drops and drops["drop"].notna().any():
         xs = [framing_label(f) for f in reported["framing_id"]]
