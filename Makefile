@@ -1,12 +1,20 @@
 # The two set-up commands: `make run` (install, then the dashboard) and `make test` (install, then every test).
+# `make serve` serves a room or a lab: viewer mode on every interface (README, "Serving Sycoscope to a room").
 PYTHON ?= python3
 PORT ?= 8501
+ADDRESS ?= 0.0.0.0
+# The names visitors type to reach a served dashboard, e.g. HOSTS=sycoscope.lab.example ('*': any).
+HOSTS ?= *
 STAMP := data/.installed
 
-.PHONY: run test install install-test bench lint
+.PHONY: run serve test install install-test bench lint
 
 run: install
-	$(PYTHON) -m streamlit run app.py --server.port $(PORT)
+	$(PYTHON) -m streamlit run app.py --server.port $(PORT) --server.address 127.0.0.1
+
+serve: install
+	SYCOSCOPE_MODE=viewer $(PYTHON) -m streamlit run app.py --server.port $(PORT) --server.address $(ADDRESS) \
+		--server.allowedHosts '$(HOSTS)'
 
 test: install-test
 	$(PYTHON) -m pytest -q

@@ -9,4 +9,5 @@ st.session_state["_via_app"] = True
 presenting = url.presenting()
 page = frame.pages(presenting)
 frame.presentation(presenting)
+frame.access_panel()
 page.run()

@@ -16,10 +16,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lib.measure import agreement, grading, metrics
+from lib.measure.agreement import GoldError
 from lib.probes import probesets
 from lib.probes.probesets import ProbeSetError, UnknownSet
-from lib.run import imports, runner
-from lib.run.providers import ProviderError
+from lib.run import imports, runner, servers
+from lib.run.imports import ImportRefused
+from lib.run.keys import KeyConfigError
+from lib.run.prices import PriceFileError
+from lib.run.providers import BundledServerError, ProviderError
 from lib.store import Store, StoreError, sql
 from lib.view import browse
 
@@ -29,7 +33,14 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     UnknownSet,
     runner.RunStopped,
     ProviderError,
+    BundledServerError,
+    PriceFileError,
+    # ValueErrors, named all the same: this is the list of what a person can fix
+    KeyConfigError,
+    GoldError,
+    ImportRefused,
     ValueError,
+    OSError,  # a path that is not there or not allowed: the message names it
 )
 
 
@@ -151,7 +162,17 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
         metavar="PROVIDER:MODEL",
         help="openai:<model>, anthropic:<model> or bundled:smollm2",
     )
-    parser.add_argument("--base-url", metavar="URL", help="an OpenAI-compatible server (vLLM, Ollama, ...)")
+    server = parser.add_mutually_exclusive_group()
+    server.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="an OpenAI-compatible server (vLLM, Ollama, ...); it is never sent a vendor's key",
+    )
+    server.add_argument(
+        "--server",
+        metavar="NAME",
+        help=f"an OpenAI-compatible server the owner configured ({servers.where()}), with its own key",
+    )
     parser.add_argument(
         "--set",
         dest="set_ids",
@@ -192,6 +213,8 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Send probes to a model (only what the store lacks), grade them, and print the metrics."""
+    server = servers.get(args.server) if args.server else None
+    servers.refuse_credentials(args.base_url)
     spec = runner.RunSpec(
         model=args.model,
         set_ids=tuple(args.set_ids),
@@ -200,7 +223,9 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples,
         temperature=1.0 if args.paper else args.temperature,
         max_tokens=256 if args.paper else args.max_tokens,
-        base_url=args.base_url or None,  # an empty URL is no server: the vendor's own
+        # an empty URL is no server: the vendor's own
+        base_url=server.base_url if server else args.base_url or None,
+        server=server.name if server else None,
         concurrency=args.concurrency,
         seed=args.seed,
     )
@@ -210,10 +235,14 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{the_plan.n_probes:,} probes: {the_plan.n_cached:,} cached, {the_plan.n_to_send:,} to send ({cost})"
     )
-    run_id = runner.create_run(store, the_plan)
+    run_id = runner.create_run(store, the_plan, on_busy=_say_busy)
     with tqdm(total=the_plan.n_probes, initial=the_plan.n_cached, desc=run_id, file=sys.stderr) as bar:
         progress = runner.execute(
-            store, run_id, the_plan, on_progress=lambda p: bar.update(p.cached + p.done + p.failed - bar.n)
+            store,
+            run_id,
+            the_plan,
+            on_progress=lambda p: bar.update(p.cached + p.done + p.failed - bar.n),
+            on_busy=_say_busy,
         )
     status = store.scalar(sql.RUN_STATUS, [run_id])
     print(
@@ -223,6 +252,10 @@ def run(args: argparse.Namespace) -> int:
     grading.grade_pending(store, args.judge)
     _print_accuracy(store, args.judge, spec.model)
     return 0 if status == "done" and not progress.failed else 1
+
+
+def _say_busy(waited: float) -> None:
+    tqdm.write(f"store busy, waiting… {waited:.0f} s", file=sys.stderr)
 
 
 def _print_accuracy(store: Store, judge: str | None, model: str | None = None) -> None:

@@ -10,7 +10,7 @@ from lib.probes import probesets
 from lib.probes.probesets import ProbeSetError
 from lib.store import StoreError
 from lib.view import browse
-from pages.parts import reads, url
+from pages.parts import frame, reads, show, url
 
 MIME = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv", "jsonl": "application/x-ndjson"}
 
@@ -34,15 +34,20 @@ chosen = url.url_select(
 )
 probe_set = probesets.get(chosen)
 st.caption(probe_set.description)
+# A visitor of a served dashboard names no folder of the server and starts no download.
+may_ingest = frame.operator("Ingesting")
 folder = ""
 if probe_set.files:
     names = ", ".join(f.filename for f in probe_set.files)
-    source = st.radio("From", ["download", "a local folder"], horizontal=True, key="ingest_from")
-    if source == "a local folder":
+    source = st.radio(
+        "From", ["download", "a local folder"], horizontal=True, key="ingest_from", disabled=not may_ingest
+    )
+    if source == "a local folder" and may_ingest:
         folder = st.text_input(f"Folder holding {names}", key="ingest_folder")
     else:
         st.caption("Downloads " + ", ".join(f.url for f in probe_set.files) + " and checks known hashes.")
-if st.button("Ingest", key="ingest", type="primary"):
+# Checked on the click too: see frame.operator.
+if st.button("Ingest", key="ingest", type="primary", disabled=not may_ingest) and may_ingest:
     with st.status(f"Ingesting {chosen}", expanded=True) as status:
         bar = st.progress(0.0)
 
@@ -53,8 +58,9 @@ if st.button("Ingest", key="ingest", type="primary"):
             rows = probe_set.load(from_dir=Path(folder) if folder else None, progress=progress)
             new_items, new_probes = store.ingest(probe_set, rows)
         except (ProbeSetError, StoreError, OSError) as e:
-            status.update(label=f"Could not ingest {chosen}", state="error")
-            st.error(str(e))
+            # kept open: the reason is inside
+            status.update(label=f"Could not ingest {chosen}", state="error", expanded=True)
+            show.problem(str(e))
         else:
             status.update(label=f"Ingested {chosen}", state="complete")
             st.success(f"Read {len(rows):,} items; added {new_items:,} items and {new_probes:,} probes.")
@@ -72,13 +78,14 @@ export_model = columns[2].selectbox(
     placeholder="All models",
     key="export_model",
 )
-if st.button("Write the file", key="export"):
+may_export = frame.operator("Writing an export")
+if st.button("Write the file", key="export", disabled=not may_export) and may_export:
     parts = [p.replace("/", "-").replace(":", "-") for p in (export_set, export_model) if p]
     path = EXPORTS / f"sycoscope-{'-'.join(parts) or 'all'}-{time.strftime('%Y%m%d-%H%M%S')}.{fmt}"
     with st.spinner("Writing…"):
         written = browse.export(store, path, fmt, graders, export_set, export_model)
     st.session_state["export_path"] = str(path)
-    st.success(f"Wrote {written:,} answers to {path}")
+    st.success(f"Wrote {written:,} answers to {show.md(str(path))}")
 if st.session_state.get("export_path"):
     path = Path(st.session_state["export_path"])
     if path.is_file() and path.stat().st_size < 200e6:

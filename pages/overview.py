@@ -25,13 +25,13 @@ def value_text(card: browse.Card, value: float | None = None) -> str:
 
 
 def card_caption(card: browse.Card) -> str:
-    """Which model, the interval, n and the grader behind a card's number (names escaped: they are ours
-    or the user's, never rendered as markup)."""
+    """Which model, the interval, n and the grader behind a card's number (names as text: they come
+    from the store, never rendered as markup)."""
     interval = f"95% interval {value_text(card, card.low)} to {value_text(card, card.high)}"
     grader = f" Graded by {show.md(browse.grader_note(card.grader))}." if card.grader else ""
     return (
         f"Highest of {card.n_models} model(s): {show.md(card.model or '')} on {show.md(card.set_id or '')}; "
-        f"{interval}, n = {card.n}.{grader} {show.md(card.note)}"
+        f"{interval}, n = {card.n}.{grader} {card.note}"
     )
 
 
@@ -88,10 +88,10 @@ with right:
     else:
         st.metric(
             f"Largest drop measured here: {show.md(str(worst['model']))}, "
-            f"{charts.framing_label(worst['framing_id'])}",
+            f"{show.md(charts.framing_label(worst['framing_id']))}",
             f"{worst['drop']:.0%}",
             help=f"95% interval {worst['drop_low']:.0%} to {worst['drop_high']:.0%}, "
-            f"{int(worst['n_paired'])} pairs, graded by {worst['grader']}",
+            f"{int(worst['n_paired'])} pairs, graded by {show.md(str(worst['grader']))}",
         )
     headline = paper.accuracy_drops().iloc[0]
     st.metric(

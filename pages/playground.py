@@ -12,7 +12,7 @@ from lib.probes.probesets import ProbeSetError
 from lib.run import providers, runner
 from lib.view import browse
 from lib.view.charts import framing_label
-from pages.parts import reads, show, url
+from pages.parts import frame, reads, show, url
 
 st.title("Playground")
 st.caption("Ask your own question, with and without a user's stance, and compare the replies.")
@@ -52,17 +52,19 @@ model_choices = sorted(
     {*reads.cached(browse.models), "bundled:smollm2", *linked},
     key=lambda m: (m.partition(":")[0] not in ready, m),
 )
+# A visitor of a served dashboard sends nothing, so types no model either.
+may_send = frame.may_operate()
 models = url.url_multiselect(
     "Models",
     model_choices,
     "pg_models",
     default=["bundled:smollm2"],
-    accept_new_options=True,
-    help="Type provider:model to add one, e.g. openai:gpt-4o-mini",
+    accept_new_options=may_send,
+    help="Type provider:model to add one, e.g. openai:gpt-4o-mini" if may_send else None,
 )
 no_key = [m for m in models if m.partition(":")[0] not in ready]
 if no_key:
-    st.warning(f"No key configured for: {', '.join(no_key)}. They are skipped.")
+    st.warning(f"No key configured for: {', '.join(map(show.md, no_key))}. They are skipped.")
 
 
 def send(model: str, item_id: str) -> str | None:
@@ -81,11 +83,14 @@ def send(model: str, item_id: str) -> str | None:
     return None
 
 
-if st.button("Send", type="primary", disabled=not (models and framing_ids), key="send"):
+frame.operator("Sending")
+can_send = may_send and bool(models and framing_ids)
+# Checked on the click too: see frame.operator.
+if st.button("Send", type="primary", disabled=not can_send, key="send") and can_send:
     try:
         item, probes = probesets.playground_item(question, right, wrong)
     except ProbeSetError as e:
-        st.error(str(e))
+        show.problem(str(e))
         st.stop()
     store.ingest(probesets.PLAYGROUND_SET, [(item, probes)])
     with st.spinner("Asking the models…"), ThreadPoolExecutor(max_workers=4) as pool:
@@ -93,7 +98,7 @@ if st.button("Send", type="primary", disabled=not (models and framing_ids), key=
         problems = dict(zip(targets, pool.map(lambda m: send(m, item.item_id), targets), strict=True))
     for model, problem in problems.items():
         if problem:
-            st.error(f"{model}: {problem}")
+            show.problem(f"{model}: {problem}")
     st.session_state["pg_shown"] = item.item_id
 
 shown = st.session_state.get("pg_shown")

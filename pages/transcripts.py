@@ -103,7 +103,8 @@ if opened:
     else:
         key, item, answers, grades = view.key, view.item, view.answers, view.grades
         head = st.columns([8, 1])
-        head[0].subheader(f"{key['item_id']} · {key['model']} · {framing_label(key['framing_id'])}")
+        title = (key["item_id"], key["model"], framing_label(key["framing_id"]))
+        head[0].subheader(" · ".join(show.md(part) for part in title))
         if head[1].button("Close", key="close"):
             url.set_param("open", None)
             st.rerun()
@@ -124,7 +125,7 @@ if opened:
             (right, framing_label(framed_id or ""), framed),
         ):
             with column:
-                st.markdown(f"**{title}**")
+                st.markdown(f"**{show.md(title)}**")
                 if chosen is framed and neutral is not None:
                     show.stance(neutral["messages"], framed["messages"])
                 show.answer_view(chosen, grades, "No answer under this framing for this model.")

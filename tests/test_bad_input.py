@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from lib.measure import agreement
+from lib.paths import GOLD, PRICES, REFERENCE
 from lib.probes import probesets
 from lib.probes.probesets import ProbeSetError, Remote
-from lib.probes.probesets.builtin import read_facts
+from lib.probes.probesets.builtin import FEEDBACK_TEXTS, read_facts, read_feedback_texts
+from lib.run import imports, prices
 from lib.store import Store
 from tests.fixtures import SAMPLES
 from tests.servers import serve
@@ -202,3 +205,119 @@ def test_a_missing_remote_file(db, tmp_path):
     assert remote.url in str(caught.value)
     assert store.stats() == before
     assert_nothing_cached(tmp_path / "cache")
+
+
+# -- files as other editors save them: a byte-order mark, CRLF line ends and blank lines -----------
+#
+# Each reader of a file from a person or a download reads such a file as it reads the clean one, and
+# names a bad line by its line in the file.
+
+
+def messy(text: str) -> bytes:
+    """`text` as a Windows editor might save it after a person's edits: a UTF-8 byte-order mark, CRLF
+    line ends, and a blank line (spaces) after every line, so line k of `text` is line 2k - 1 here."""
+    lines = [line for line in text.split("\n") if line]
+    return "\ufeff".encode() + "".join(f"{line}\r\n  \r\n" for line in lines).encode()
+
+
+def in_file(line: int) -> int:
+    """Where line `line` of a clean file is in its messy copy."""
+    return 2 * line - 1
+
+
+def relined(rows: probesets.Rows) -> probesets.Rows:
+    """The rows of a clean file with the line numbers their items keep moved to the messy copy's."""
+    moved = []
+    for item, probes in rows:
+        source = dict(item.source)
+        if "lines" in source:
+            source["lines"] = [in_file(n) for n in source["lines"]]
+        if "line" in source:
+            source["line"] = in_file(source["line"])
+        moved.append((dataclasses.replace(item, source=source), probes))
+    return moved
+
+
+@pytest.mark.parametrize(
+    "set_id", ["sycophancy-eval/answer", "sycophancy-eval/are_you_sure", "sycophancy-eval/feedback"]
+)
+def test_an_official_file_with_a_bom_crlf_and_blank_lines_reads_like_the_clean_one(tmp_path, set_id):
+    probe_set = probesets.get(set_id)
+    name = probe_set.files[0].filename
+    (tmp_path / name).write_bytes(messy((SAMPLES / name).read_text(encoding="utf-8")))
+    clean = probe_set.load(from_dir=SAMPLES)
+    assert clean and probe_set.load(from_dir=tmp_path) == relined(clean)
+
+
+def test_a_bad_line_of_a_messy_file_is_named_by_its_line_in_the_file(db, tmp_path):
+    lines = sample_lines("answer.jsonl")
+    lines[2] = lines[2][:60]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = folder / "answer.jsonl"
+    path.write_bytes(messy("\n".join(lines)))
+    message = fails_cleanly(db, "ingest", "sycophancy-eval/answer", "--from", str(folder))
+    assert f"{path}, line {in_file(3)}: not valid JSON" in message
+
+
+def test_a_fact_table_with_a_bom_crlf_and_blank_lines_reads_like_the_clean_one(tmp_path):
+    text = (REFERENCE / "facts" / "capitals.csv").read_text(encoding="utf-8")
+    clean, untidy = tmp_path / "clean" / "facts", tmp_path / "messy" / "facts"  # items name their folder
+    for folder, body in ((clean, text.encode()), (untidy, messy(text))):
+        folder.mkdir(parents=True)
+        (folder / "capitals.csv").write_bytes(body)
+    rows = read_facts("builtin/facts-answer", [], folder=clean)
+    assert rows and read_facts("builtin/facts-answer", [], folder=untidy) == relined(rows)
+    # a bad row is named by its line in the file
+    lines = text.split("\n")
+    lines[3] = "What is the capital of Peru?,Lima,,"
+    (untidy / "capitals.csv").write_bytes(messy("\n".join(lines)))
+    with pytest.raises(ProbeSetError) as caught:
+        read_facts("builtin/facts-answer", [], folder=untidy)
+    assert f"line {in_file(4)}, key 'incorrect_answer'" in str(caught.value)
+
+
+def test_feedback_texts_with_a_bom_crlf_and_blank_lines_read_like_the_clean_ones(tmp_path):
+    path = tmp_path / "feedback_texts.jsonl"
+    path.write_bytes(messy(FEEDBACK_TEXTS.read_text(encoding="utf-8")))
+    clean = read_feedback_texts("builtin/feedback", [])
+    assert clean and read_feedback_texts("builtin/feedback", [], path=path) == relined(clean)
+
+
+def test_a_price_table_with_a_bom_crlf_and_blank_lines_reads_like_the_clean_one(tmp_path):
+    path = tmp_path / "prices.csv"
+    path.write_bytes(messy(PRICES.read_text(encoding="utf-8")))
+    assert prices.load(path) == prices.load(PRICES) != {}
+    path.write_bytes(messy(",".join(prices.COLUMNS) + "\nopenai:x,1,2,\nopenai:y,1,,\n"))
+    with pytest.raises(prices.PriceFileError, match=f"line {in_file(3)}: output price '' is not a number"):
+        prices.load(path)
+
+
+def test_an_import_file_with_a_bom_crlf_and_blank_lines_reads_like_the_clean_one(tmp_path):
+    replies = [
+        {"item_id": "builtin/facts-answer#capitals-1", "framing": "neutral", "model": "m:x", "response": r}
+        # U+2028 and a form feed may stand in a JSON string as they are: they end no line
+        for r in ("Canberra.", "Sydney,\u2028I think.", "Perth\x0c?")
+    ]
+    text = "\n".join(json.dumps(r, ensure_ascii=False) for r in replies)
+    clean, messy_path = tmp_path / "clean.jsonl", tmp_path / "messy.jsonl"
+    clean.write_text(text, encoding="utf-8")
+    messy_path.write_bytes(messy(text))
+    lines, problems = imports.read(clean)
+    assert problems == [] and [line.response for line in lines] == [r["response"] for r in replies]
+    moved = [dataclasses.replace(line, number=in_file(line.number)) for line in lines]
+    assert imports.read(messy_path) == (moved, [])
+    messy_path.write_bytes(messy(text + '\n{"item_id": 3}'))
+    assert imports.read(messy_path)[1][0].startswith(f"line {in_file(4)}: ")
+
+
+def test_a_gold_file_with_a_bom_crlf_and_blank_lines_reads_like_the_clean_one(tmp_path):
+    path = tmp_path / "written.jsonl"
+    path.write_bytes(messy((GOLD / "written.jsonl").read_text(encoding="utf-8")))
+    clean = agreement.read_gold_file(GOLD / "written.jsonl")
+
+    def moved(reply: agreement.GoldReply) -> agreement.GoldReply:
+        name, _, line = reply.where.partition(":")
+        return dataclasses.replace(reply, where=f"{name}:{in_file(int(line))}")
+
+    assert clean and agreement.read_gold_file(path) == [moved(r) for r in clean]

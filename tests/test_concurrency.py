@@ -3,14 +3,22 @@ lost, and readers never see a count go back."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
 
+import pytest
+
+from lib.measure import grading
 from lib.paths import REPO
-from lib.store import Store
+from lib.probes import probesets
+from lib.run import runner
+from lib.store import Store, StoreBusy, sql
+from tests.fake_vendor import FakeVendor, Hang
 
 SECONDS = 10.0
 READERS = 4
@@ -89,3 +97,159 @@ def test_two_writer_processes_and_reader_threads(tmp_path):
     # The writers interleaved: readers saw both part-way at once, more than once.
     midway = [o for obs in seen for o in obs if all(0 < o[name] < written[name] for name in writers)]
     assert len({tuple(o.values()) for o in midway}) > 2
+
+
+# -- one process: a writer among readers, the read lease ------------------------------------------
+
+# A read that takes a few milliseconds and lets go of the GIL, so that reader threads overlap.
+SLOW_READ = "SELECT count(*) FROM range(3000000) t(i) WHERE i % 7 = 0"
+
+
+def test_a_waiting_writer_stops_new_reads_of_its_own_process(tmp_path):
+    store = Store(tmp_path / "s.duckdb", timeout=30)
+    reads: list[tuple[float, float]] = []  # (began, ended) of each read
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                began = time.monotonic()
+                store.scalar(SLOW_READ)
+                reads.append((began, time.monotonic()))
+        except BaseException as e:  # reported below
+            failures.append(e)
+
+    readers = [threading.Thread(target=read) for _ in range(READERS)]
+    for reader in readers:
+        reader.start()
+    time.sleep(0.5)  # the readers keep the lease busy
+    asked = time.monotonic()
+    with store.writing() as con:
+        entered = time.monotonic()
+        con.execute("INSERT INTO meta VALUES ('written', 'yes')")
+    time.sleep(0.3)
+    stop.set()
+    for reader in readers:
+        reader.join(timeout=60)
+
+    assert failures == []
+    assert entered - asked < 3.0, f"the writer waited {entered - asked:.1f} s among readers"
+    # No read that began once the writer was waiting (it takes the gate within milliseconds) was
+    # served before it: they queued behind it.
+    overtaking = [(b, e) for b, e in reads if b > asked + 0.1 and e < entered]
+    assert overtaking == []
+    assert any(b > entered for b, _ in reads), "the readers went on after the writer"
+    assert store.scalar("SELECT value FROM meta WHERE key = 'written'") == "yes"
+
+
+def test_reads_start_no_thread_each_and_the_lease_closes_when_idle(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    store.scalar("SELECT 1")  # whatever the lease starts once, it has started
+    time.sleep(0.5)
+    before = threading.active_count()
+    most = before
+    for _ in range(300):
+        store.scalar("SELECT count(*) FROM meta")
+        most = max(most, threading.active_count())
+    assert most <= before + 1, f"{most - before} threads more during 300 reads"
+    # Idle, the lease lets go of the file: another process could take it for writing.
+    time.sleep(0.5)
+    fd = os.open(store.lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a reader still held it
+    finally:
+        os.close(fd)
+
+
+def test_a_background_run_outlasts_a_read_longer_than_the_store_timeout(tmp_path, monkeypatch):
+    """A read held on a store whose timeout is 1 s until the run has waited 2 s to write: the run's
+    writes find the store busy, wait, say so in the runs' listing, and get in when the read ends;
+    nothing fails, nothing is written twice."""
+    monkeypatch.setattr(runner, "RETRY_DELAYS", (0.01, 0.01))
+    monkeypatch.setattr(runner, "BUSY_PAUSE", 0.2)
+    store = Store(tmp_path / "s.duckdb", timeout=1.0)
+    # The dashboard's reads wait longer than a run's tries to write (BUSY_TRY): they get in between
+    # two tries. The test reads so too.
+    patient = store.with_timeout(30)
+    facts = probesets.get("builtin/facts-answer")
+    store.ingest(facts, facts.load())
+    with FakeVendor() as vendor:
+        # The first request hangs until the client's timeout (3 s) and is sent again: time for the
+        # long read to begin before anything is written.
+        vendor.script(Hang())
+        spec = runner.RunSpec(
+            "openai:fake", (facts.set_id,), limit=1, base_url=vendor.openai_url, concurrency=1, timeout=3
+        )
+        run_id = runner.start_background(store, spec, grading.grade_run)
+        while patient.scalar(sql.RUN_STATUS, [run_id]) != "running":
+            time.sleep(0.01)
+        held, release = threading.Event(), threading.Event()
+
+        def long_read() -> None:
+            with store.reading() as con:
+                con.execute("SELECT count(*) FROM transcripts").fetchall()
+                held.set()
+                release.wait(60)
+
+        reader = threading.Thread(target=long_read)
+        reader.start()
+        held.wait(10)
+        messages: list[str] = []
+        deadline = time.monotonic() + 60
+        while not any(m.startswith("store busy, waiting… ") and int(m.split()[-2]) >= 2 for m in messages):
+            assert time.monotonic() < deadline, messages
+            messages += [m for m in runner.list_runs(patient)["message"] if isinstance(m, str)]
+            time.sleep(0.1)
+        assert patient.scalar(sql.COUNT["transcripts"]) == 0  # still waiting, well past the timeout
+        release.set()
+        reader.join()
+        runner._background[run_id].join(timeout=60)
+
+    assert patient.scalar(sql.RUN_STATUS, [run_id]) == "done"
+    counts = patient.query("SELECT probe_id, count(*) FROM transcripts GROUP BY ALL")
+    assert len(counts) == 4 and {n for _, n in counts} == {1}
+    graded = patient.scalar("SELECT count(DISTINCT transcript_id) FROM grades WHERE grader = 'alias'")
+    assert graded == 4
+    assert runner.store_wait(run_id) is None  # no longer waiting
+
+
+def test_a_run_waits_for_a_busy_store_saying_so_and_gives_up_in_bounded_time(tmp_path, monkeypatch):
+    """What the command line shows (on_busy), and the bound: BUSY_PATIENCE in all."""
+    monkeypatch.setattr(runner, "BUSY_PAUSE", 0.1)
+    store = Store(tmp_path / "s.duckdb", timeout=0.5)
+    facts = probesets.get("builtin/facts-answer")
+    store.ingest(facts, facts.load())
+    the_plan = runner.plan(store, runner.RunSpec("openai:fake", (facts.set_id,), limit=1))
+
+    def hold(seconds: float) -> threading.Thread:
+        held = threading.Event()
+
+        def long_read() -> None:
+            with store.reading() as con:
+                con.execute("SELECT 1").fetchall()
+                held.set()
+                time.sleep(seconds)
+
+        thread = threading.Thread(target=long_read)
+        thread.start()
+        held.wait(5)
+        return thread
+
+    reader = hold(2.5)
+    waits: list[float] = []
+    began = time.monotonic()
+    run_id = runner.create_run(store, the_plan, on_busy=waits.append)
+    assert time.monotonic() - began > 2.0  # it waited for the read to end
+    reader.join()
+    assert len(waits) >= 2 and waits == sorted(waits) and waits[-1] > 1.0
+    assert store.query("SELECT run_id, status FROM runs") == [(run_id, "planned")]  # once
+
+    monkeypatch.setattr(runner, "BUSY_PATIENCE", 1.0)
+    reader = hold(3.0)
+    began = time.monotonic()
+    with pytest.raises(StoreBusy, match=r"is busy: .* \(the run waited [0-9]+ s and gave up\)"):
+        runner.create_run(store, the_plan)
+    assert time.monotonic() - began < 2.5
+    reader.join()
+    assert store.scalar("SELECT count(*) FROM runs") == 1

@@ -98,8 +98,8 @@ def test_overview_cards_chart_and_the_papers_numbers(filled, monkeypatch):
     # the answer card is a signed drop; "are you sure?" the share of first-right answers that end wrong
     assert metrics["Answer"] == "+50%" and metrics["Are you sure?"] == "100%"
     assert metrics["Feedback (judge preference)"] == metrics["Mimicry"] == metrics["Opinion"] == "—"
-    assert "Graded by alias@" in markup(at) and "agreement" in markup(at) and "95% interval" in markup(at)
-    assert metrics["As reported in the paper: llama\\-2\\-70b\\-chat"] == "up to 27%"
+    assert "Graded by ` alias@" in markup(at) and "agreement" in markup(at) and "95% interval" in markup(at)
+    assert metrics["As reported in the paper: ` llama-2-70b-chat `"] == "up to 27%"
     assert "as reported in the paper" in markup(at).lower()
     chart = at.get("plotly_chart")[0].proto.spec
     assert "as reported in the paper" in chart and "bundled:smollm2" in chart

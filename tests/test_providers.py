@@ -1,5 +1,7 @@
 """The OpenAI and Anthropic providers against a loopback fake of both vendors' HTTP APIs: replies,
-the error kinds the runner acts on, prefills, and where keys come from (never into a message)."""
+the error kinds the runner acts on, prefills, and where keys come from (never into a message).
+The fake stands in for the vendor's own host (keys.VENDOR_URLS), the one place a vendor's key goes;
+tests/test_keys_bound.py proves that it goes nowhere else."""
 
 from __future__ import annotations
 
@@ -33,10 +35,16 @@ def fake():
         yield vendor
 
 
+def as_vendor(vendor: str, fake: FakeVendor, monkeypatch) -> None:
+    """The loopback fake stands in for the vendor's own API host."""
+    url = fake.openai_url if vendor == "openai" else fake.anthropic_url
+    monkeypatch.setitem(keys.VENDOR_URLS, vendor, url)
+
+
 def provider_for(vendor: str, fake: FakeVendor, monkeypatch, timeout: float = 10):
     monkeypatch.setenv(keys.KEY_NAMES[vendor], KEYS[vendor])
-    url = fake.openai_url if vendor == "openai" else fake.anthropic_url
-    return make_provider(f"{vendor}:test-model", base_url=url, timeout=timeout)
+    as_vendor(vendor, fake, monkeypatch)
+    return make_provider(f"{vendor}:test-model", timeout=timeout)
 
 
 def sent_key(vendor: str, fake: FakeVendor) -> str:
@@ -51,7 +59,7 @@ def test_success_gives_text_tokens_and_finish_reason(vendor, fake, monkeypatch):
     reply = provider.complete(QUESTION, temperature=0.5, max_tokens=32)
 
     assert provider.model == f"{vendor}:test-model"
-    assert provider.base_url == (fake.openai_url if vendor == "openai" else fake.anthropic_url)
+    assert provider.base_url is None  # the vendor's own
     assert reply.text == "Paris."
     assert (reply.prompt_tokens, reply.completion_tokens) == (14, 3)
     assert reply.finish_reason == ("stop" if vendor == "openai" else "end_turn")
@@ -61,9 +69,8 @@ def test_success_gives_text_tokens_and_finish_reason(vendor, fake, monkeypatch):
     [request] = fake.requests
     assert sent_key(vendor, fake) == KEYS[vendor]
     assert request.body["model"] == "test-model"
-    assert (
-        request.body["max_tokens"] == 32
-    )  # a compatible server's field (api.openai.com: max_completion_tokens)
+    # api.openai.com takes max_completion_tokens (reasoning models refuse max_tokens)
+    assert request.body["max_completion_tokens" if vendor == "openai" else "max_tokens"] == 32
     assert request.body["temperature"] == 0.5
     assert request.body["messages"] == QUESTION
 
@@ -246,7 +253,8 @@ def test_a_key_from_secrets_toml_reaches_the_vendor(fake, monkeypatch, tmp_path)
     secrets = tmp_path / "secrets.toml"
     secrets.write_text(f'OPENAI_API_KEY = "{KEYS["openai"]}"\n')
     monkeypatch.setattr(keys, "SECRETS", secrets)
-    make_provider("openai:test-model", base_url=fake.openai_url).complete(QUESTION, None, 8)
+    as_vendor("openai", fake, monkeypatch)
+    make_provider("openai:test-model").complete(QUESTION, None, 8)
     assert sent_key("openai", fake) == KEYS["openai"]
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from lib import paths
 from lib.measure import grading
 from lib.probes.framings import TASKS
+from lib.probes.probesets.textfile import numbered_lines
 
 if TYPE_CHECKING:
     from lib.measure.judge import Judge
@@ -140,10 +141,12 @@ def _reply(raw: Any, where: str) -> GoldReply:
 
 
 def read_gold_file(path: Path) -> list[GoldReply]:
+    try:
+        numbered = list(numbered_lines(path))
+    except UnicodeDecodeError as e:
+        raise GoldError(f"{path.name}: not UTF-8 text ({e.reason})") from None
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, line in numbered:
         where = f"{path.name}:{n}"
         try:
             raw = json.loads(line)

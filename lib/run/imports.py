@@ -35,6 +35,7 @@ import pandas as pd
 
 from lib.probes import framings, replies
 from lib.probes.items import Message, messages_json
+from lib.probes.probesets.textfile import numbered_lines
 from lib.run import runner
 from lib.store import Store, sql, transcript_key
 
@@ -86,17 +87,16 @@ class Imported:
 def read(path: Path) -> tuple[list[Line], list[str]]:
     """The file's well-formed replies, and a problem for each malformed line."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        numbered = list(numbered_lines(path))
     except (OSError, UnicodeDecodeError) as e:
         raise ImportRefused(path, [f"cannot read the file: {e}"]) from None
     lines: list[Line] = []
     problems: list[str] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if raw.strip():
-            try:
-                lines.append(_line(number, raw))
-            except ValueError as e:
-                problems.append(f"line {number}: {e}")
+    for number, raw in numbered:
+        try:
+            lines.append(_line(number, raw))
+        except ValueError as e:
+            problems.append(f"line {number}: {e}")
     if not lines and not problems:
         problems.append("no replies: the file is empty")
     return lines, problems

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lib.paths import PRICES
+from lib.probes.probesets import textfile
 
 COLUMNS = ["model", "input_usd_per_mtok", "output_usd_per_mtok", "note"]
 _SNAPSHOT = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|latest)$")
@@ -47,7 +48,7 @@ def load(path: Path | None = None) -> dict[str, Price]:
 
 def _read(path: Path) -> dict[str, Price]:
     table: dict[str, Price] = {}
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding=textfile.ENCODING) as f:  # an editor's BOM is no header
         # Comment lines are kept as blank lines so that the reader's line numbers stay the file's.
         lines = ("\n" if line.lstrip().startswith("#") else line for line in f)
         reader = csv.reader(lines)

@@ -29,6 +29,13 @@ killed between turns sends only the turns that are missing, and no conversation 
 Errors: rate limits, server errors, timeouts and lost connections are retried with exponential
 backoff; a bad key, an exhausted quota, an unknown model or a malformed request stops the run at
 once with the provider's message. Errors go to the errors table, never to transcripts.
+
+A busy store (a long read such as an export, a write of another process) does not stop a run: a write
+that cannot get in waits and tries again, for up to BUSY_PATIENCE seconds (`_patiently`), the reply
+kept in memory meanwhile; the wait is shown (`on_busy`, `store_wait`, and in list_runs' message). A
+busy store refuses a transaction before it begins, so trying again never writes twice. A run whose
+process died ("planned" or "running" in the store, its process gone) is marked interrupted by the
+next run started, or the next listing of runs (`mark_interrupted`).
 """
 
 from __future__ import annotations
@@ -36,13 +43,16 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import asdict, astuple, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -51,7 +61,7 @@ from lib.probes.items import Message, assistant, messages_json, user
 from lib.probes.probesets.render import MC_PREFILL
 from lib.run import prices
 from lib.run.providers import Provider, ProviderError, Reply, make_provider
-from lib.store import Store, sql, transcript_key
+from lib.store import Store, StoreBusy, StoreError, sql, transcript_key
 
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 # Grades a run's answers so far (lib.measure.grading.grade_run): measurement lies above this room,
@@ -59,6 +69,15 @@ RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 Grade = Callable[[Store, str], object]
 CANCEL_CHECK_SECONDS = 0.5
 GRADE_SECONDS = 2.0
+# A write that finds the store busy tries again BUSY_PAUSE seconds later, each try waiting up to
+# BUSY_TRY seconds (less than the store's timeout, so that the wait is shown as it goes and readers
+# pass between tries), until BUSY_PATIENCE seconds have passed in all.
+BUSY_TRY = 5.0
+BUSY_PAUSE = 1.0
+BUSY_PATIENCE = 300.0
+# Called with the seconds waited so far, each time a write of a run finds the store busy.
+OnBusy = Callable[[float], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,8 @@ class RunSpec:
     # seconds a request may take; a small local model on a busy machine can be slow
     timeout: float = 300.0
     seed: int = 0  # which sample of `limit` items: the same seed draws the same items for every model
+    # a server the owner configured (lib.run.servers), by name; base_url is its URL, which keys the cache
+    server: str | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -345,35 +366,86 @@ def _transcript(
     )
 
 
+# run id -> when the run's current wait for a busy store began (runs of this process)
+_busy_since: dict[str, float] = {}
+
+
+def store_wait(run_id: str) -> float | None:
+    """Seconds the run (one of this process) has been waiting for a busy store; None when it is not."""
+    began = _busy_since.get(run_id)
+    return None if began is None else time.monotonic() - began
+
+
+def _quick(store: Store) -> Store:
+    """The store, waiting BUSY_TRY seconds at most to get in."""
+    return store.with_timeout(min(store.timeout, BUSY_TRY))
+
+
+def _patiently(store: Store, run_id: str, attempt: Callable[[Store], T], on_busy: OnBusy | None) -> T:
+    """attempt(store), tried again while the store is busy, until BUSY_PATIENCE seconds have passed;
+    then the last StoreBusy is raised. Each try waits BUSY_TRY seconds at most."""
+    quick = _quick(store)
+    began = time.monotonic()
+    try:
+        while True:
+            try:
+                return attempt(quick)
+            except StoreBusy as e:
+                waited = time.monotonic() - began
+                if waited >= BUSY_PATIENCE:
+                    raise StoreBusy(f"{e} (the run waited {waited:.0f} s and gave up)") from None
+                _busy_since.setdefault(run_id, began)
+                if on_busy is not None:
+                    on_busy(waited)
+                time.sleep(BUSY_PAUSE)
+    finally:
+        if _busy_since.get(run_id) == began:
+            del _busy_since[run_id]
+
+
 class _Writer:
     """Writes each transcript, with the run's progress, in one short transaction, which also reads
-    whether the user asked to cancel: a run learns it without opening the store again."""
+    whether the user asked to cancel: a run learns it without opening the store again. One write at a
+    time: while one waits for a busy store, the replies that follow wait in memory behind it."""
 
-    def __init__(self, store: Store, run_id: str, progress: Progress):
-        self.store, self.run_id, self.progress = store, run_id, progress
+    def __init__(self, store: Store, run_id: str, progress: Progress, on_busy: OnBusy | None = None):
+        self.store, self.run_id, self.progress, self.on_busy = store, run_id, progress, on_busy
         self.cancel_requested = False
         self._lock = threading.Lock()
 
     def transcript(self, transcript: Transcript) -> None:
-        with self._lock, self.store.writing() as con:
+        def write(con) -> None:
             con.execute(sql.INSERT_TRANSCRIPT, transcript.row())
-            if transcript.cost_usd is not None:
-                self.progress.cost_usd += transcript.cost_usd
             self._update(con, "running")
 
+        with self._lock:
+            if transcript.cost_usd is not None:
+                self.progress.cost_usd += transcript.cost_usd  # paid for, whatever becomes of it
+            self._write(write)
+
     def error(self, job: Job, model: str, kind: str, message: str) -> None:
-        with self._lock, self.store.writing() as con:
-            self.progress.failed += 1
-            self.progress.errors.append(message)
+        def write(con) -> None:
             con.execute(
                 sql.INSERT_ERROR,
                 [uuid.uuid4().hex, job.key, job.probe_id, self.run_id, model, kind, message],
             )
             self._update(con, "running")
 
+        with self._lock:
+            self.progress.failed += 1
+            self.progress.errors.append(message)
+            self._write(write)
+
     def finish(self, status: str, message: str | None) -> None:
-        with self._lock, self.store.writing() as con:
-            self._update(con, status, message)
+        with self._lock:
+            self._write(lambda con: self._update(con, status, message))
+
+    def _write(self, write: Callable[[Any], None]) -> None:
+        def attempt(store: Store) -> None:
+            with store.writing() as con:
+                write(con)
+
+        _patiently(self.store, self.run_id, attempt, self.on_busy)
 
     def _update(self, con, status: str, message: str | None = None) -> None:
         p = self.progress
@@ -385,24 +457,32 @@ class _Writer:
             self.cancel_requested = True
 
 
-def create_run(store: Store, the_plan: Plan) -> str:
+def create_run(store: Store, the_plan: Plan, on_busy: OnBusy | None = None) -> str:
+    """Record a planned run, with the process that will run it (pid; in its plan, the machine and
+    the process's start time), so that a run whose process dies can be told apart from one going on.
+    The runs such a death left behind are marked interrupted first."""
+    with suppress(StoreBusy):  # marked the next time
+        mark_interrupted(_quick(store))
     spec = the_plan.spec
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    with store.writing() as con:
-        con.execute(
-            sql.INSERT_RUN,
-            [
-                run_id,
-                "planned",
-                spec.model,
-                spec.base_url,
-                json.dumps(spec.params),
-                json.dumps(asdict(spec)),
-                the_plan.n_probes,
-                the_plan.usd,
-                os.getpid(),
-            ],
-        )
+    process = {"host": socket.gethostname(), "process_start": _process_start(os.getpid())}
+    row = [
+        run_id,
+        "planned",
+        spec.model,
+        spec.base_url,
+        json.dumps(spec.params),
+        json.dumps(asdict(spec) | process),
+        the_plan.n_probes,
+        the_plan.usd,
+        os.getpid(),
+    ]
+
+    def attempt(quick: Store) -> None:
+        with quick.writing() as con:
+            con.execute(sql.INSERT_RUN, row)
+
+    _patiently(store, run_id, attempt, on_busy)
     return run_id
 
 
@@ -413,21 +493,23 @@ def execute(
     provider: Provider | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     grade: Grade | None = None,
+    on_busy: OnBusy | None = None,
 ) -> Progress:
     """Send the plan's jobs, writing each transcript as it arrives. Ends with the run's status
     in the store: done, failed (stopped by an error no retry fixes) or cancelled. With `grade`,
     the run's answers are graded every GRADE_SECONDS as they arrive, and once at the end, so that
-    charts fill in while it runs."""
+    charts fill in while it runs. A write that finds the store busy waits and tries again (for
+    BUSY_PATIENCE seconds; `on_busy` is told the seconds waited each time it tries again)."""
     spec = the_plan.spec
     progress = Progress(total=the_plan.n_probes, cached=the_plan.n_cached)
-    writer = _Writer(store, run_id, progress)
+    writer = _Writer(store, run_id, progress, on_busy)
     writer.finish("running", None)
     stop = threading.Event()
     status, message = "done", None
     try:
         # An all-cached run sends nothing, so it needs no provider (nor a key, nor a server).
         if provider is None and the_plan.jobs:
-            provider = make_provider(spec.model, spec.base_url, spec.timeout)
+            provider = make_provider(spec.model, spec.base_url, spec.timeout, server=spec.server)
     except (ProviderError, ValueError) as e:  # no key, or a malformed model spec
         writer.finish("failed", f"{spec.model}: {e}")
         raise RunStopped(f"{spec.model}: {e}") from e
@@ -465,7 +547,10 @@ def execute(
         if not quiet or time.monotonic() - last_check <= CANCEL_CHECK_SECONDS:
             return False
         last_check = time.monotonic()
-        return bool(store.scalar(sql.CANCEL_REQUESTED, [run_id]))
+        try:
+            return bool(_quick(store).scalar(sql.CANCEL_REQUESTED, [run_id]))
+        except StoreBusy:
+            return False  # asked again soon, or read with the next write
 
     concurrency = max(1, spec.concurrency)
     with ThreadPoolExecutor(max_workers=2 * concurrency) as pool:
@@ -505,9 +590,10 @@ def execute(
                 status, message = "cancelled", "cancelled by the user"
             if grade is not None and time.monotonic() - last_grade > GRADE_SECONDS:
                 last_grade = time.monotonic()
-                grade(store, run_id)
+                with suppress(StoreBusy):  # graded the next time, or at the end
+                    grade(_quick(store), run_id)
     if grade is not None:
-        grade(store, run_id)
+        _patiently(store, run_id, lambda quick: grade(quick, run_id), on_busy)
     if status == "done" and progress.failed:
         message = f"{progress.failed} probe(s) failed after retries; run again to retry them"
     writer.finish(status, message)
@@ -543,7 +629,9 @@ def start_background(store: Store, spec: RunSpec, grade: Grade | None) -> str:
         except RunStopped:
             pass  # the run's status and message are in the store
         except Exception as e:  # a background thread has no caller to raise to
-            with store.writing() as con:
+            # A store that refused the run's writes may refuse this one too: then the run stays
+            # "running" until this process ends, and is marked interrupted after.
+            with suppress(StoreError), store.writing() as con:
                 con.execute(sql.FINISH_RUN, ["failed", f"{type(e).__name__}: {e}", run_id])
 
     thread = threading.Thread(target=work, name=f"run-{run_id}", daemon=True)
@@ -558,20 +646,56 @@ def cancel(store: Store, run_id: str) -> None:
 
 
 def list_runs(store: Store, limit: int = 20) -> pd.DataFrame:
-    """Recent runs. A run still marked running whose process is gone was killed: shown as
-    interrupted (running it again sends only what is missing)."""
+    """Recent runs, those whose process died marked interrupted first (mark_interrupted). The
+    message of a run of this process waiting for a busy store says so, with the seconds waited."""
+    with suppress(StoreBusy):  # marked the next time
+        mark_interrupted(_quick(store))
     runs = store.frame(sql.LIST_RUNS, [limit])
-    if not runs.empty:
-        gone = (runs["status"] == "running") & ~runs["pid"].map(_alive)
-        runs.loc[gone, "status"] = "interrupted"
+    for run_id in set(_busy_since) & set(runs["run_id"]):
+        waited = store_wait(run_id)
+        if waited is not None:
+            runs.loc[runs["run_id"] == run_id, "message"] = f"store busy, waiting… {waited:.0f} s"
     return runs
 
 
-def _alive(pid: Any) -> bool:
+def mark_interrupted(store: Store) -> list[str]:
+    """Mark as interrupted (with a message) each run "planned" or "running" whose process, on this
+    machine, has ended: killed, or the machine restarted. Returns their ids. A run of another machine
+    is left alone: its process cannot be seen from here. Running it again sends only what is missing."""
+    host = socket.gethostname()
+    gone = [
+        (run_id, pid)
+        for run_id, pid, run_host, started in store.query(sql.OPEN_RUNS)
+        if run_host in (None, host) and not _alive(pid, started)
+    ]
+    if gone:
+        with store.writing() as con:
+            for run_id, pid in gone:
+                message = (
+                    f"interrupted: its process ({pid}) ended before it did; "
+                    "run it again to send only what is missing"
+                )
+                con.execute(sql.MARK_INTERRUPTED, [message, run_id])
+    return [run_id for run_id, _ in gone]
+
+
+def _process_start(pid: int) -> str | None:
+    """When a process started (clock ticks since boot, from /proc), to tell it from a later process
+    given the same pid (a restarted container's processes get the same pids); None without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]  # field 22; the name before ")" may hold spaces
+
+
+def _alive(pid: Any, started: str | None = None) -> bool:
+    """Whether process `pid` of this machine is running and, when `started` is known, is the one that
+    started then."""
     if pid is None or pd.isna(pid):
         return False
     try:
         os.kill(int(pid), 0)
     except (ProcessLookupError, PermissionError, ValueError):
         return False
-    return True
+    return started is None or _process_start(int(pid)) in (None, started)

@@ -5,24 +5,34 @@ both. The dashboard (many sessions, one process, plus a background run thread) a
 runs in other processes all share the file, so no connection outlives the work at hand: every
 operation opens the file, works, and closes it, inside an advisory lock on `<file>.lock`
 (fcntl.flock, one open file description per operation, so threads of one process exclude each
-other too). The one exception is the read lease (_ReadLease): reads that follow each other closely
-share one read-only database, given up the moment a writer waits or after 0.1 s without reads.
+other too). The one exception is the read lease (_ReadLease): reads of one process that follow
+each other closely share one read-only database, given up the moment a writer waits or after
+IDLE (0.1 s) without reads; one closer thread per process (_Closer) watches the idle leases.
 - readers take the lock shared and open the file read-only: any number of them read at once;
 - a writer takes it exclusive, opens read-write, does its work in one transaction and closes,
   which checkpoints, so that the next reader finds no write-ahead log to replay;
 - writers go first: flock has no queue, so readers that keep overlapping would hold a shared lock
   forever and starve a writer. Everyone passes a second lock, `<file>.gate`, to take the first:
-  readers shared, writers exclusive and held while they wait, so a waiting writer stops new readers
-  at the gate and gets the lock as soon as the readers already in finish.
-Waiting is bounded: an operation that cannot get the lock within `timeout` seconds (a run in
-another process holds it for milliseconds per transcript, so this means something is stuck)
-raises StoreBusy naming the file. Writes are small (one transcript, one grade batch, one ingest)
-so a reader never waits long, and a killed writer loses only its open transaction: the lock dies
-with its process and DuckDB's write-ahead log keeps what was committed.
+  readers shared and only for a moment, writers exclusive and held while they wait. A writer
+  takes the gate first, so that no new read begins, in any process: readers of other processes
+  wait at the gate, and so do this process's (the lease lets no one in while the gate is taken,
+  and opens only if it gets the gate at once). Then it waits for the reads of this process that
+  are already in to end and closes the lease (`drain`); then it takes the lock, which it gets as
+  soon as the reads of other processes already in end (their leases close when their last read
+  ends and they find the gate taken). Readers that came while it waited read after it.
+Waiting is bounded: an operation that cannot get in within `timeout` seconds raises StoreBusy
+naming the file (a run in another process holds the file for milliseconds per transcript, so this
+means a long read, such as an export, or something stuck; a run waits and tries again,
+lib.run.runner). Writes are small (one transcript, one grade batch, one ingest) so a reader never
+waits long, and a killed writer loses only its open transaction: the lock dies with its process
+and DuckDB's write-ahead log keeps what was committed. A write the disk refuses (full, read-only)
+raises StoreError naming the file; its transaction is rolled back and what was there stays.
 """
 
 from __future__ import annotations
 
+import atexit
+import copy
 import fcntl
 import hashlib
 import json
@@ -30,7 +40,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -72,38 +82,46 @@ def transcript_key(
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+class _TimedOut(Exception):
+    """A lock not had by the deadline: the store turns it into StoreBusy with its name."""
+
+
 @contextmanager
-def _flock(path: Path, exclusive: bool, timeout: float) -> Iterator[None]:
+def _flock(path: Path, exclusive: bool, deadline: float) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
-        deadline = time.monotonic() + timeout
         while True:
             try:
                 fcntl.flock(fd, mode)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise StoreBusy(
-                        f"store {path.with_suffix('')} is busy: another process has held it for "
-                        f"more than {timeout:.0f} s; wait for it or stop it"
-                    ) from None
+                    raise _TimedOut from None
                 time.sleep(0.005)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _writer_waiting(gate: Path) -> bool:
-    """Whether a writer holds the gate, i.e. waits for the lock or writes."""
-    fd = os.open(gate, os.O_RDWR | os.O_CREAT, 0o644)
+def _try_shared(path: Path) -> int | None:
+    """A descriptor holding `path` locked shared, or None when someone holds it exclusive."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
+        return fd
     except BlockingIOError:
-        return True
-    finally:
         os.close(fd)
+        return None
+
+
+def _writer_waiting(gate: Path) -> bool:
+    """Whether a writer holds the gate, i.e. waits for the lock or is about to write."""
+    fd = _try_shared(gate)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
 
 
 class _ReadLease:
@@ -111,38 +129,54 @@ class _ReadLease:
     closely (a page makes several), since opening the file is most of a small query's time.
 
     It holds the shared lock like any reader, so it must not keep a writer out: a writer of this
-    process closes it first (`drain`), and a writer of another process, which holds the gate while
-    it waits, makes readers pass the lease by and the lease close as soon as its reads end. An
-    idle lease closes after IDLE seconds, so that a writer never waits on a process that stopped
-    reading."""
+    process, holding the gate, waits for the lease's reads to end and closes it (`drain`); a writer
+    of another process holds the gate while it waits, which makes new reads pass the lease by (and
+    queue at the gate) and the lease close when its last read ends. An idle lease is closed by the
+    closer after IDLE seconds, so that a writer never waits on a process that stopped reading."""
 
     IDLE = 0.1
 
     def __init__(self, store: Store):
-        self.store = store
+        self.lock_path, self.gate_path = store.lock_path, store.gate_path
         self.cond = threading.Condition()
-        self.anchor: duckdb.DuckDBPyConnection | None = None
-        self.held: ExitStack | None = None
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.held: ExitStack | None = None  # the shared lock, while open
         self.active = 0
         self.last_used = 0.0
 
-    def acquire(self) -> duckdb.DuckDBPyConnection | None:
+    def acquire(self, store: Store) -> duckdb.DuckDBPyConnection | None:
         """A cursor on the open database, opening it if needed; None when a writer waits."""
         with self.cond:
-            if _writer_waiting(self.store.gate_path):
-                self._close_when_idle()
+            if self.con is None:
+                if not self._open(store):
+                    return None
+            elif _writer_waiting(self.gate_path):
+                if self.active == 0:
+                    self._close()
                 return None
-            if self.anchor is None:
-                held = ExitStack()
-                try:
-                    held.enter_context(self.store._locked(exclusive=False))
-                    self.anchor = self.store._connect(read_only=True)
-                except BaseException:
-                    held.close()
-                    raise
-                self.held = held
             self.active += 1
-            return self.anchor.cursor()
+            return self.con.cursor()
+
+    def _open(self, store: Store) -> bool:
+        # The gate is tried, not waited for: a writer waiting there goes first, and the reader
+        # queues behind it at the gate (Store.reading). Had, it is held until the lock is, so
+        # that no writer can start waiting in between.
+        gate = _try_shared(self.gate_path)
+        if gate is None:
+            return False
+        held = ExitStack()
+        try:
+            # A writer that has the lock is writing (one short transaction): wait for it.
+            held.enter_context(store._wait_for(self.lock_path, False, time.monotonic() + store.timeout))
+            self.con = store._connect(read_only=True)
+        except BaseException:
+            held.close()
+            raise
+        finally:
+            os.close(gate)
+        self.held = held
+        _closer.watch()
+        return True
 
     def release(self, cursor: duckdb.DuckDBPyConnection) -> None:
         cursor.close()
@@ -150,33 +184,88 @@ class _ReadLease:
             self.active -= 1
             self.last_used = time.monotonic()
             if self.active == 0:
-                self.cond.notify_all()
-                timer = threading.Timer(self.IDLE * 1.5, self._close_if_idle)
-                timer.daemon = True
-                timer.start()
+                self.cond.notify_all()  # a writer of this process may be draining
+                if _writer_waiting(self.gate_path):  # one of another process: let it in now
+                    self._close()
 
-    def drain(self) -> None:
-        """Wait for this process's reads through the lease to end, then close it."""
+    def drain(self, store: Store, deadline: float) -> None:
+        """Wait (until `deadline`) for this process's reads through the lease to end, then close it.
+        The caller holds the gate, so no new read comes in meanwhile."""
         with self.cond:
-            self.cond.wait_for(lambda: self.active == 0, timeout=self.store.timeout)
-            self._close_when_idle()
+            left = max(0.0, deadline - time.monotonic())
+            if not self.cond.wait_for(lambda: self.active == 0, timeout=left):
+                raise store._busy()
+            self._close()
 
-    def _close_if_idle(self) -> None:
+    def close_if_idle(self) -> float | None:
+        """Close the lease if it has been idle IDLE seconds. Returns None when closed, else the
+        seconds until it may be idle enough."""
         with self.cond:
-            if time.monotonic() - self.last_used >= self.IDLE:
-                self._close_when_idle()
+            if self.con is None:
+                return None
+            if self.active:
+                return self.IDLE
+            wait = self.last_used + self.IDLE - time.monotonic()
+            if wait > 0:
+                return wait
+            self._close()
+            return None
 
-    def _close_when_idle(self) -> None:
-        if self.active == 0 and self.anchor is not None:
-            self.anchor.close()
-            self.anchor = None
-            if self.held is not None:
-                self.held.close()
-                self.held = None
+    def _close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+        if self.held is not None:
+            self.held.close()
+            self.held = None
+
+
+class _Closer:
+    """One daemon thread for the whole process that closes the read leases left idle: sleeping
+    while none is open, checking each open one when it may have become idle.
+
+    At exit the leases are closed by `close_all` (atexit), before the interpreter stops its daemon
+    threads: a thread stopped inside DuckDB's code (closing a lease) aborts the whole process."""
+
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.stopped = False
+
+    def watch(self) -> None:
+        """A lease opened: make sure the closer runs."""
+        with self.lock:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="store-lease-closer", daemon=True)
+                self.thread.start()
+        self.wake.set()
+
+    def close_all(self) -> None:
+        self.stopped = True
+        with _leases_lock:
+            leases = list(_leases.values())
+        for lease in leases:
+            with lease.cond:  # waits for the closer if it is closing this one
+                if lease.active == 0:  # a read going on in a daemon thread keeps its database
+                    lease._close()
+
+    def _run(self) -> None:
+        while not self.stopped:
+            self.wake.wait()
+            self.wake.clear()
+            with _leases_lock:
+                leases = list(_leases.values())
+            waits = [w for w in (lease.close_if_idle() for lease in leases) if w is not None]
+            if waits:  # some still open: look again when the first may be idle
+                self.wake.set()
+                time.sleep(max(0.01, min(waits)))
 
 
 _leases: dict[Path, _ReadLease] = {}
 _leases_lock = threading.Lock()
+_closer = _Closer()
+atexit.register(_closer.close_all)
 
 
 class Store:
@@ -206,12 +295,39 @@ class Store:
                     raise StoreError(f"cannot open store {self.path}: {text}") from None
                 time.sleep(0.05)
 
+    def with_timeout(self, timeout: float) -> Store:
+        """This store, waiting at most `timeout` seconds to get in (say, to try again later)."""
+        other = copy.copy(self)
+        other.timeout = timeout
+        return other
+
+    def _busy(self) -> StoreBusy:
+        return StoreBusy(
+            f"store {self.path} is busy: a read or a write (an export, a long query, a run in another "
+            f"process) has held it for more than {self.timeout:g} s; wait for it or stop it"
+        )
+
+    @contextmanager
+    def _wait_for(self, path: Path, exclusive: bool, deadline: float) -> Iterator[None]:
+        """A lock file taken by the deadline, else StoreBusy."""
+        try:
+            held = ExitStack()
+            held.enter_context(_flock(path, exclusive, deadline))
+        except _TimedOut:
+            raise self._busy() from None
+        with held:
+            yield
+
     @contextmanager
     def _locked(self, exclusive: bool) -> Iterator[None]:
-        """The lock, taken through the gate (see the module docstring)."""
+        """The lock, taken through the gate; a writer drains this process's read lease while it
+        holds the gate (see the module docstring)."""
+        deadline = time.monotonic() + self.timeout
         with ExitStack() as held:
-            with _flock(self.gate_path, exclusive, self.timeout):
-                held.enter_context(_flock(self.lock_path, exclusive, self.timeout))
+            with self._wait_for(self.gate_path, exclusive, deadline):
+                if exclusive:
+                    self._lease.drain(self, deadline)
+                held.enter_context(self._wait_for(self.lock_path, exclusive, deadline))
             yield
 
     @property
@@ -224,12 +340,13 @@ class Store:
 
     @contextmanager
     def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cursor = self._lease.acquire()
+        lease = self._lease
+        cursor = lease.acquire(self)
         if cursor is not None:
             try:
                 yield cursor
             finally:
-                self._lease.release(cursor)
+                lease.release(cursor)
             return
         with self._locked(exclusive=False):  # a writer waits: queue behind it at the gate
             con = self._connect(read_only=True)
@@ -240,20 +357,34 @@ class Store:
 
     @contextmanager
     def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One transaction: committed if the block ends normally, rolled back if it raises."""
-        self._lease.drain()
+        """One transaction: committed if the block ends normally, rolled back if it raises. A write
+        the disk refuses raises StoreError naming the file, and nothing of it is stored."""
         with self._locked(exclusive=True):
             con = self._connect(read_only=False)
             try:
                 con.execute("BEGIN TRANSACTION")
                 try:
                     yield con
-                except BaseException:
-                    con.execute("ROLLBACK")
+                except BaseException as e:
+                    with suppress(duckdb.Error):  # a connection the disk broke may refuse even this
+                        con.execute("ROLLBACK")
+                    if isinstance(e, duckdb.IOException):
+                        raise self._write_failed(e) from e
                     raise
-                con.execute("COMMIT")
+                try:
+                    con.execute("COMMIT")
+                except duckdb.Error as e:  # the write-ahead log or the file could not be written
+                    raise self._write_failed(e) from e
             finally:
                 con.close()
+
+    def _write_failed(self, error: duckdb.Error) -> StoreError:
+        text = str(error).splitlines()[0]
+        hint = "the disk is full: free some space" if "No space left" in text else "fix what it says"
+        return StoreError(
+            f"cannot write to store {self.path}: {text}. Nothing of this change was stored and what "
+            f"was stored before is intact; {hint}, then try again"
+        )
 
     def query(self, statement: str, params: Sequence[Any] | None = None) -> list[tuple]:
         with self.reading() as con:

@@ -156,6 +156,13 @@ CANCEL_REQUESTED = "SELECT cancel_requested FROM runs WHERE run_id = ?"
 REQUEST_CANCEL = "UPDATE runs SET cancel_requested = true WHERE run_id = ?"
 RUN_STATUS = "SELECT status FROM runs WHERE run_id = ?"
 LIST_RUNS = "SELECT * FROM runs ORDER BY created_at DESC LIMIT ?"
+# Runs not yet ended, with the process that runs them: its pid, and in the plan its machine and start
+# time (lib.run.runner.mark_interrupted; runs stored before these were recorded have neither).
+OPEN_RUNS = """SELECT run_id, pid, json_extract_string(plan, '$.host') AS host,
+        json_extract_string(plan, '$.process_start') AS process_start
+    FROM runs WHERE status IN ('planned', 'running')"""
+MARK_INTERRUPTED = """UPDATE runs SET updated_at = now(), status = 'interrupted', message = ?
+    WHERE run_id = ? AND status IN ('planned', 'running')"""
 
 # ---------------------------------------------------------------------------------------------
 # Grades and judge verdicts

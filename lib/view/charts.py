@@ -2,10 +2,13 @@
 
 Rates are fractions in the data and percentages on the axes. Every figure names its models by
 colour in a legend and shows its interval as error bars, so a reader sees how sure a number is.
+Plotly draws a subset of HTML (<a href>, <b>, <br>, ...) in titles, legends, ticks and hovers: every
+text that is not ours (model, set and dataset names, a title naming a model) goes through plain().
 """
 
 from __future__ import annotations
 
+import html
 import textwrap
 
 import pandas as pd
@@ -16,6 +19,12 @@ from lib.probes import framings
 
 PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D")
 PAPER_COLOUR = "#222222"
+
+
+def plain(text: object) -> str:
+    """Text that Plotly shows as it is: its HTML escaped (Plotly turns the entities back into
+    characters)."""
+    return html.escape(str(text), quote=False)
 
 
 def framing_label(framing_id: str) -> str:
@@ -53,7 +62,7 @@ def rate_bars(
         return empty(empty_message)
     fig = go.Figure()
     for index, (name, group) in enumerate(rows.groupby(colour, sort=True)):
-        xs = [framing_label(v) if x == "framing_id" else v for v in group[x]]
+        xs = [plain(framing_label(v) if x == "framing_id" else v) for v in group[x]]
         error = None
         if low and high and low in group and high in group:
             error = dict(
@@ -62,11 +71,12 @@ def rate_bars(
                 array=(group[high] - group[value]).clip(lower=0).mul(100).tolist(),
                 arrayminus=(group[value] - group[low]).clip(lower=0).mul(100).tolist(),
             )
-        hover = f"{name}<br>%{{x}}: %{{y:.1f}}%"
+        # the trace's (escaped) name by reference: a name written into the template could hold %{...}
+        hover = "%{fullData.name}<br>%{x}: %{y:.1f}%"
         if n in group:
             hover += "<br>n = %{customdata}"
         fig.add_bar(
-            name=str(name),
+            name=plain(name),
             x=xs,
             y=group[value].mul(100).tolist(),
             error_y=error,
@@ -77,9 +87,12 @@ def rate_bars(
     if x == "framing_id":
         # the labels broken over lines, so that those of neighbouring bars do not run together
         labels = [framing_label(v) for v in dict.fromkeys(rows[x])]
-        fig.update_xaxes(tickvals=labels, ticktext=["<br>".join(textwrap.wrap(s, 16)) for s in labels])
+        fig.update_xaxes(
+            tickvals=[plain(s) for s in labels],
+            ticktext=["<br>".join(plain(line) for line in textwrap.wrap(s, 16)) for s in labels],
+        )
     fig.update_layout(
-        title=title,
+        title=plain(title),
         barmode="group",
         yaxis_title=axis,
         yaxis_ticksuffix="%",

@@ -29,20 +29,30 @@ def set_label(sets: pd.DataFrame) -> Callable[[str], str]:
     return lambda set_id: f"{titles.get(set_id, set_id)} ({set_id})"
 
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$])")
-
-
 def md(text: str) -> str:
-    """An identifier (a model or set name) made safe to put in markdown: every markup character
-    escaped. Model output is never passed through here: it goes to st.text."""
-    return _MARKDOWN.sub(r"\\\1", text)
+    """Any text that is not ours (a model, set or grader name, an error message that may quote a file,
+    a provider or a model) made safe to put in markdown: one code span, on one line. Escaping markup
+    characters is not enough: Streamlit's markdown still turns a bare URL, a www. name or an e-mail
+    address into a link, and :material/...: into an icon, after the escapes. Inside a code span nothing
+    renders; a line break would end the span's paragraph (and a "===" line below make it a heading)."""
+    line = " ".join(text.split())
+    if not line:
+        return ""
+    fence = "`" * (max(map(len, re.findall(r"`+", line)), default=0) + 1)
+    return f"{fence} {line} {fence}"  # the spaces let the text begin or end with a backtick
+
+
+def problem(text: str, where: Any = st) -> None:
+    """An error box for a message that may quote a file, a provider or a model: shown as text."""
+    where.error(md(text))
 
 
 _SAFE_BADGE = re.compile(r"[^\w .:/@%+-]")
 
 
 def badge_text(text: str) -> str:
-    """A badge label is rendered as markdown: keep only characters that cannot form markup."""
+    """A badge label is markdown (and a code span would take its colour), so badges carry our own words
+    (grader names and labels) only, cut to characters that form no markup other than a link."""
     return _SAFE_BADGE.sub("", text)[:60]
 
 
@@ -57,7 +67,9 @@ def grade_badges(grades: pd.DataFrame, verdict: Any = None, verdict_by: Any = No
         return
     row = st.container(horizontal=True, gap="small")
     if isinstance(verdict, str):
-        row.badge(badge_text(f"verdict: {verdict} (by {verdict_by})"), color=VERDICT_COLOURS[verdict])
+        # the grader's name only: its version may name a judge model, which the caption below shows as text
+        grader = str(verdict_by).partition("@")[0]
+        row.badge(badge_text(f"verdict: {verdict} (by {grader})"), color=VERDICT_COLOURS[verdict])
         st.caption(md(browse.grader_note(str(verdict_by))))
     for g in grades.itertuples():
         colour = "gray" if pd.isna(g.correct) else "green" if g.correct else "red"
@@ -111,6 +123,7 @@ def reply_diff(a: str, b: str, a_name: str, b_name: str) -> None:
     """The two replies word by word, folded: a run of words per line, which is long to scroll past."""
     segments = textdiff.word_diff(a, b)
     counts = textdiff.summary(segments)
+    a_name, b_name = md(a_name), md(b_name)
     with st.expander(
         f"Word-level diff of the replies: {counts['delete']} words only in {a_name}, "
         f"{counts['insert']} only in {b_name}, {counts['equal']} shared"

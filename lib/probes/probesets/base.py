@@ -10,6 +10,7 @@ from typing import Any
 
 from lib.paths import DOWNLOADS
 from lib.probes.items import Item, Message, Probe, assistant, user
+from lib.probes.probesets.textfile import numbered_lines
 
 # What a set loads to: each item with its probes, in the set's order.
 Rows = list[tuple[Item, list[Probe]]]
@@ -92,27 +93,21 @@ class ProbeSet:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) for every non-empty line; a line that is not a JSON object is an error."""
+    """(line number, row) for every non-blank line (a BOM and CRLF line ends are no error); a line that
+    is not a JSON object is an error."""
     try:
-        handle = path.open(encoding="utf-8")
+        for number, line in numbered_lines(path):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ProbeSetError(f"not valid JSON ({e.msg} at column {e.colno})", path, number) from None
+            if not isinstance(row, dict):
+                raise ProbeSetError("expected a JSON object", path, number)
+            yield number, row
     except OSError as e:
         raise ProbeSetError(f"cannot read: {e.strerror}", path) from None
-    with handle:
-        try:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ProbeSetError(
-                        f"not valid JSON ({e.msg} at column {e.colno})", path, number
-                    ) from None
-                if not isinstance(row, dict):
-                    raise ProbeSetError("expected a JSON object", path, number)
-                yield number, row
-        except UnicodeDecodeError as e:
-            raise ProbeSetError(f"not UTF-8 text ({e.reason})", path) from None
+    except UnicodeDecodeError as e:
+        raise ProbeSetError(f"not UTF-8 text ({e.reason})", path) from None
 
 
 def field(

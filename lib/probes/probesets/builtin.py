@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lib.paths import REFERENCE
 from lib.probes.items import Item, item_id
+from lib.probes.probesets import textfile
 from lib.probes.probesets.base import ProbeSetError, Rows, field, read_jsonl
 from lib.probes.probesets.render import answer_probes, feedback_probes
 
@@ -22,13 +23,17 @@ def read_facts(set_id: str, files: list[Path], folder: Path = FACTS) -> Rows:
     wrong answer."""
     rows: Rows = []
     for table in sorted(folder.glob("*.csv")):
-        with table.open(encoding="utf-8", newline="") as handle:
+        with table.open(encoding=textfile.ENCODING, newline="") as handle:
             reader = csv.DictReader(handle)
             missing = [c for c in FACT_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise ProbeSetError("missing column", table, 1, missing[0])
+            row = 0  # the item's key counts rows, not lines: a blank line moves no item's id
             for record in reader:
                 line = reader.line_num
+                if not any(v.strip() if isinstance(v, str) else v for v in record.values()):
+                    continue  # a line of blanks (an empty line the csv module skips itself)
+                row += 1
                 for column in ("question", "answer", "incorrect_answer"):
                     if not (record.get(column) or "").strip():
                         raise ProbeSetError("empty value", table, line, column)
@@ -41,7 +46,7 @@ def read_facts(set_id: str, files: list[Path], folder: Path = FACTS) -> Rows:
                     "dataset": f"facts_{table.stem}",
                 }
                 item = Item(
-                    item_id(set_id, f"{table.stem}-{line - 1}"),
+                    item_id(set_id, f"{table.stem}-{row}"),
                     set_id,
                     "answer",
                     question,

@@ -21,16 +21,16 @@ from typing import Any
 import anthropic
 
 from lib.probes.items import Message
+from lib.run import keys
 from lib.run.providers.base import (
     ProviderError,
     Reply,
+    account_headers_off,
     direct_http_client,
     resolve_key,
     split_prefill,
     translate,
 )
-
-ANTHROPIC_URL = "https://api.anthropic.com"
 
 
 def native_prefill(messages: list[Message]) -> tuple[str | None, list[Message], str]:
@@ -59,8 +59,9 @@ class AnthropicMessages:
         self.model = f"anthropic:{model_name}"
         self.base_url = base_url.rstrip("/") if base_url else None
         self.timeout = timeout
-        self._url = self.base_url or ANTHROPIC_URL
-        self._key = resolve_key("anthropic", self.vendor, self.base_url)
+        self._url = self.base_url or keys.VENDOR_URLS["anthropic"]
+        # ANTHROPIC_API_KEY only to api.anthropic.com; another base URL gets a placeholder.
+        self._key = resolve_key("anthropic", self.vendor, self._url)
         # An explicit key and URL keep the SDK from reading ANTHROPIC_BASE_URL or profile files.
         self._client = anthropic.Anthropic(
             api_key=self._key,
@@ -68,6 +69,7 @@ class AnthropicMessages:
             timeout=timeout,
             max_retries=0,
             http_client=direct_http_client(anthropic, self._url),
+            default_headers=account_headers_off(anthropic, "anthropic", self._url),
         )
 
     def complete(

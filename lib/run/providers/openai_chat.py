@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import openai
 
 from lib.probes.items import Message
+from lib.run import keys
 from lib.run.providers.base import (
     ProviderError,
     Reply,
+    account_headers_off,
     direct_http_client,
     resolve_key,
     split_prefill,
     translate,
 )
 
-OPENAI_URL = "https://api.openai.com/v1"
 PREFILL_INSTRUCTION = '\n\nBegin your reply with: "{prefill}"'
 
 
@@ -54,18 +54,22 @@ class OpenAIChat:
         key: str | None = None,
         vendor: str = "OpenAI",
     ):
-        """`canonical` and `key` let the bundled model reuse this class under its own name."""
+        """`key` is a configured server's own key, or the bundled model's placeholder; without it,
+        the key is the one resolve_key binds to the URL (OPENAI_API_KEY for api.openai.com only).
+        `canonical` lets the bundled model reuse this class under its own name."""
         self.name = model_name
         self.model = canonical or f"openai:{model_name}"
         self.base_url = base_url.rstrip("/") if base_url else None
         self.timeout = timeout
         self.vendor = vendor
-        self._key = key or resolve_key("openai", vendor, self.base_url)
-        self.connect(self.base_url or OPENAI_URL)
+        self._server_key = key
+        self.connect(self.base_url or keys.VENDOR_URLS["openai"])
 
     def connect(self, url: str) -> None:
-        """Send requests to `url` from now on (the bundled server's moves when it restarts)."""
+        """Send requests to `url` from now on (the bundled server's moves when it restarts), with
+        the key bound to that URL."""
         self._url = url
+        self._key = resolve_key("openai", self.vendor, url, self._server_key)
         # The runner retries with its own policy, so the SDK must not retry behind its back.
         self._client = openai.OpenAI(
             api_key=self._key,
@@ -73,12 +77,11 @@ class OpenAIChat:
             timeout=self.timeout,
             max_retries=0,
             http_client=direct_http_client(openai, url),
+            default_headers=account_headers_off(openai, "openai", url),
         )
         # api.openai.com wants max_completion_tokens (reasoning models refuse max_tokens), while
         # compatible servers (llama.cpp, older vLLM) know only max_tokens.
-        self._limit_field = (
-            "max_completion_tokens" if urlsplit(url).hostname == "api.openai.com" else "max_tokens"
-        )
+        self._limit_field = "max_completion_tokens" if keys.is_vendor_url("openai", url) else "max_tokens"
 
     def complete(
         self, messages: list[Message], temperature: float | None, max_tokens: int, seed: int | None = None
