@@ -4,6 +4,7 @@
     python bench/run_all.py --sizes 10k,100k     # smaller stores only
     python bench/run_all.py --quick              # fewer repeats, fewer prompts, a smaller ingest file
     python bench/run_all.py --readme             # also paste the table into README.md
+    python bench/run_all.py --only load          # 25 sessions at once while the store is written
 
 Synthetic stores are made once in data/bench/store-<size>.duckdb (bench/generate.py; --fresh makes
 them again). Results go to bench/results/: one JSON file per bench, all.json and results.md (the
@@ -23,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bench_browser, bench_ingest, bench_queries, bench_runner, generate  # noqa: E402
+from bench import bench_browser, bench_ingest, bench_load, bench_queries, bench_runner, generate  # noqa: E402
 from bench.timing import RESULTS, machine, save  # noqa: E402
 from lib.paths import BENCH, REPO  # noqa: E402
 from lib.store import Store  # noqa: E402
@@ -33,7 +34,7 @@ README = REPO / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 SIZES = {"10k": 1_000, "100k": 10_000, "1M": 100_000}  # transcripts per model, 10 models
 MODELS = 10
-BENCHES = ("queries", "browser", "runner", "plan", "ingest")
+BENCHES = ("queries", "browser", "runner", "plan", "ingest", "load")
 
 
 def store_for(size: str, fresh: bool) -> Path:
@@ -113,6 +114,13 @@ def markdown(rows: list[dict[str, Any]], about: dict[str, Any], minutes: float) 
             "",
             f"Ratio runner / direct: **{first['ratio']:.2f}** (target at least 0.9: {verdict}).",
             "",
+        ]
+    load = [r for r in rows if r["bench"] == "load"]
+    if load:
+        lines += [
+            "**Sessions at once while the store is written** (bench/bench_load.py)",
+            "",
+            bench_load.tables(load),
         ]
     others = [r for r in rows if r["bench"] in ("plan", "ingest")]
     if others:
@@ -200,6 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     step("plan", lambda: bench_runner.plan_time(stores[largest], 3 if args.quick else 5))
     step("ingest", lambda: bench_ingest.run(20_000 if args.quick else 100_000, 2 if args.quick else 3))
+    alone = bench_load.Load(1, 1, 2 if args.quick else 5)
+    load = bench_load.Load(10 if args.quick else 25, 1, 1 if args.quick else 2, dwell=5.0)
+    step(
+        "load",  # on the 100k and 1M stores, as issue 9 asks
+        lambda: (
+            [bench_load.measure(stores[s], s, alone, load, 50, 1000) for s in sizes if s != "10k"]
+            or [bench_load.measure(stores[largest], largest, alone, load, 50, 1000)]
+        ),
+    )
 
     minutes = (time.perf_counter() - began) / 60
     about = machine()

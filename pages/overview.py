@@ -72,7 +72,7 @@ with left:
     in_set = accuracy[accuracy["set_id"] == set_id]
     chosen = in_set["dataset"].isna() if dataset is None else in_set["dataset"] == dataset
     drops = in_set[chosen & in_set["drop"].notna()]
-    st.plotly_chart(charts.accuracy_drop(drops, paper.accuracy_drops()), width="stretch")
+    st.plotly_chart(reads.figure(charts.accuracy_drop, drops, paper.accuracy_drops()), width="stretch")
     st.caption(
         "Bars: drop = accuracy on the neutral question minus accuracy under the framing, on the same "
         "items (positive: the framing hurts), with 95% intervals (paired bootstrap; over items when a probe "

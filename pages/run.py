@@ -6,11 +6,11 @@ import json
 import streamlit as st
 
 from lib.measure import grading
-from lib.run import providers, runner
-from lib.run.keys import KEY_NAMES
+from lib.run import providers, runner, servers
+from lib.run.keys import KEY_NAMES, KeyConfigError
 from lib.view import browse, charts
 from lib.view.charts import framing_label
-from pages.parts import live, reads, show, url
+from pages.parts import frame, live, reads, show, url
 
 DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "bundled": "smollm2"}
 
@@ -18,19 +18,36 @@ st.title("Run probes")
 store = reads.store()
 sets = reads.cached(browse.sets)
 
+try:
+    # The owner's OpenAI-compatible servers, by name: a visitor chooses one and types no address.
+    named = servers.configured()
+except KeyConfigError as e:
+    show.problem(str(e))
+    st.stop()
 left, right = st.columns([1, 2])
 provider = url.url_select(
-    "Provider", sorted(providers.PROVIDERS, key=lambda p: p != "bundled"), "provider", where=left
+    "Provider",
+    [*sorted(providers.PROVIDERS, key=lambda p: p != "bundled"), *named],
+    "provider",
+    where=left,
+    format_func=lambda p: f"{p} (OpenAI-compatible server)" if p in named else p,
 )
+server = named.get(provider)
 with right:
     name = st.text_input(
         "Model",
-        value=url.param("model_name", DEFAULT_MODELS[provider]) or "",
+        value=url.param("model_name", DEFAULT_MODELS.get(provider, "")) or "",
         key=f"model_name_{provider}",
     )
     url.set_param("model_name", name.strip() or None)
 if provider == "bundled":
     st.badge("offline: the bundled SmolLM2-135M needs no key", icon=":material/wifi_off:", color="gray")
+elif server is not None:
+    st.badge(
+        f"server {provider}: " + ("its own key is configured" if server.api_key else "no key, none needed"),
+        icon=":material/dns:",
+        color="gray",
+    )
 elif providers.key_status(provider):
     st.badge(f"{KEY_NAMES[provider]} is configured", icon=":material/key:", color="green")
 else:
@@ -38,12 +55,6 @@ else:
     st.caption(
         f"Set {KEY_NAMES[provider]} in the environment or in .streamlit/secrets.toml, then reload. "
         "Keys are never shown or stored."
-    )
-base_url = None
-if provider == "openai":
-    base_url = (
-        st.text_input("Base URL (any OpenAI-compatible server; empty for OpenAI)", key="base_url").strip()
-        or None
     )
 
 if sets.empty:
@@ -87,20 +98,21 @@ url.set_param("seed", str(seed) if seed else None)
 spec = None
 if set_ids and name.strip():
     spec = runner.RunSpec(
-        model=f"{provider}:{name.strip()}",
+        model=f"{'openai' if server else provider}:{name.strip()}",
         set_ids=tuple(set_ids),
         framings=tuple(framing_ids) or None,
         limit=int(limit),
         samples=int(samples),
         temperature=float(temperature),
         max_tokens=int(max_tokens),
-        base_url=base_url,
+        base_url=server.base_url if server else None,
         seed=int(seed),
+        server=server.name if server else None,
     )
     try:
         plan = reads.cached(runner.plan, spec)
     except ValueError as e:
-        st.error(str(e))
+        show.problem(str(e))
         st.stop()
     cost = st.columns(4)
     cost[0].metric("Probes", f"{plan.n_probes:,}")
@@ -111,14 +123,15 @@ if set_ids and name.strip():
         "unknown" if plan.usd is None else f"${plan.usd:,.2f}",
         help="Every reply taken to use all its max tokens; prices from data/prices.csv",
     )
-    can_start = plan.n_to_send > 0 and providers.key_status(provider)
+    may_start = frame.operator("Starting a run")
+    can_start = may_start and plan.n_to_send > 0 and (server is not None or providers.key_status(provider))
     if plan.n_probes and not plan.n_to_send:
         st.caption("Nothing to send: every probe is in the store already. Browse them on Transcripts.")
-    if st.button("Start", type="primary", disabled=not can_start, key="start"):
+    if st.button("Start", type="primary", disabled=not can_start, key="start") and can_start:
         try:
             run_id = runner.start_background(store, spec, grading.grade_run)
         except ValueError as e:
-            st.error(str(e))
+            show.problem(str(e))
         else:
             url.set_param("run", run_id)
             st.rerun()
@@ -129,29 +142,33 @@ else:
 @st.fragment(run_every=2)
 def watch() -> None:
     """The chosen run (the link's, else the newest), refreshed every two seconds while this page is
-    open: a reload or another tab finds a running run where it is."""
-    runs = runner.list_runs(store, limit=20)
+    open: a reload or another tab finds a running run where it is. Its counts come from the runs table
+    (read once a second for all sessions), its chart from reads that follow the run's answers every
+    few seconds (reads.SLOW)."""
+    runs = reads.runs()
     if runs.empty:
         st.caption("No runs yet.")
         return
     chosen = url.param("run")
     rows = runs[runs["run_id"] == chosen] if chosen else runs.iloc[0:0]
     run = (rows if not rows.empty else runs).iloc[0].to_dict()
-    st.subheader(f"Run {run['run_id']}")
+    st.subheader(f"Run {show.md(run['run_id'])}")
     st.caption(f"{show.md(run['model'])}, started {run['created_at']:%Y-%m-%d %H:%M:%S}")
     live.run_status(run)
     # When the run moves on (starts, ends), the whole page reruns: the estimate above counts its answers.
-    before = st.session_state.get("_watched")
-    st.session_state["_watched"] = (run["run_id"], run["status"])
-    if before is not None and before[0] == run["run_id"] and before[1] != run["status"]:
+    if live.moved_on("_watched", (run["run_id"], run["status"])):
         st.rerun(scope="app")
-    if run["status"] in ("planned", "running") and st.button("Cancel", key="cancel"):
+    # Checked on the click too: see frame.operator.
+    may_cancel = frame.may_operate()
+    active = run["status"] in ("planned", "running")
+    if active and st.button("Cancel", key="cancel", disabled=not may_cancel) and may_cancel:
         runner.cancel(store, run["run_id"])
         st.toast("Cancelling: the requests in flight finish first")
     plan_sets = runner_sets(run)
     if plan_sets:
-        table = browse.run_accuracy(store, run["model"], plan_sets)
-        st.plotly_chart(charts.accuracy(table, f"Accuracy of {run['model']} so far"), width="stretch")
+        table = reads.cached(browse.run_accuracy, run["model"], plan_sets)
+        title = f"Accuracy of {run['model']} so far"
+        st.plotly_chart(reads.figure(charts.accuracy, table, title), width="stretch")
     with st.expander("Recent runs"):
         st.dataframe(runs.drop(columns=["plan", "params", "pid"], errors="ignore"), hide_index=True)
 

@@ -11,10 +11,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+from playwright.async_api import Browser as AsyncBrowser
+from playwright.async_api import Page as AsyncPage
+from playwright.async_api import async_playwright
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from lib.paths import REPO
@@ -205,3 +208,42 @@ def shoot(page: Page, path: Path, whole: bool = True, max_height: int = 6000) ->
     finally:
         page.set_viewport_size(size)
     return path
+
+
+# The same "rendered" as open_url, settle and charts_drawn together, as one predicate the page itself
+# evaluates: the load test drives many sessions at once from one thread with Playwright's asyncio API,
+# where the waits above (sync API) cannot run side by side.
+_RENDERED = """([title, marker]) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute("data-test-connection-state") !== "CONNECTED") return false;
+  if (app.getAttribute("data-test-script-state") !== "notRunning") return false;
+  if (document.querySelector('[data-testid="stSkeleton"]')) return false;
+  if (![...document.querySelectorAll("h1")].some((h) => h.textContent.trim() === title)) return false;
+  if (!document.querySelector(`[data-testid="${marker}"]`)) return false;
+  const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  return charts.every((c) => c.querySelector(".main-svg"));
+}"""
+_PROBLEMS = """() => [...document.querySelectorAll(
+  '[data-testid="stException"], [data-testid="stAlertContentError"]')].map((e) => e.innerText)"""
+
+
+async def rendered_async(
+    page: AsyncPage, url: str, title: str, marker: str, timeout: float = WAIT_MS
+) -> list[str]:
+    """Go to `url` and wait until the page is rendered: its title heading, the element with test id
+    `marker`, every chart drawn, no script run going on. Returns the text of every exception or error
+    alert it shows."""
+    await page.goto(url)
+    await page.wait_for_function(_RENDERED, arg=[title, marker], timeout=timeout, polling=50)
+    return await page.evaluate(_PROBLEMS)
+
+
+@asynccontextmanager
+async def chromium_async() -> AsyncIterator[AsyncBrowser]:
+    """Debian's Chromium, headless, for Playwright's asyncio API."""
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()

@@ -305,3 +305,14 @@ def test_a_served_dashboard_in_a_browser_signs_the_operator_in(db, monkeypatch, 
         browser.after_rerun(page, sign_out.click)
         expect(start).to_be_disabled()
         page.context.close()
+
+
+def test_a_visitor_opening_an_empty_store_in_viewer_mode_starts_no_run(vendor, monkeypatch, tmp_path):
+    """The first-run fill is a run of the bundled model: in viewer mode it waits for the operator."""
+    monkeypatch.setenv(access.MODE_ENV, "viewer")
+    empty = tmp_path / "empty.duckdb"
+    at = open_page(empty, monkeypatch, "overview")
+    ok(at)
+    store = Store(empty)
+    assert runner.list_runs(store).empty
+    assert store.stats()["sets"] == {}

@@ -145,10 +145,11 @@ def cluster_interval(
     num, den = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
     if num.size == 0 or den.sum() == 0:
         return math.nan, math.nan
-    # How often each item is drawn in each resample: a multinomial draw over items.
-    weights = np.random.default_rng(SEED).multinomial(num.size, np.full(num.size, 1 / num.size), RESAMPLES)
-    totals = weights @ den
-    ratios = (weights @ num)[totals > 0] / totals[totals > 0]
+    # Each resample draws num.size items with replacement (indices: ten times faster than drawing
+    # each item's count from a multinomial, the same distribution).
+    drawn = np.random.default_rng(SEED).integers(0, num.size, (RESAMPLES, num.size))
+    totals = den[drawn].sum(axis=1)
+    ratios = num[drawn].sum(axis=1)[totals > 0] / totals[totals > 0]
     low, high = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
 
@@ -380,18 +381,37 @@ def tables(
     graded = {"graders": current_graders(judge), "model": model}
     with store.reading() as con:
         con.execute(sql.GRADED_TABLE, graded | {"set_ids": list(set_ids) if set_ids is not None else None})
-        return tables_of(con)
+        counts = counts_of(con)
+    # The intervals (bootstraps: seconds on a large store) are drawn after the read, so that a run's
+    # next write does not wait for them.
+    return from_counts(counts)
 
 
 def tables_of(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
     """The five tables from the table `graded` of a connection (sql.GRADED_TABLE's columns)."""
+    return from_counts(counts_of(con))
+
+
+def counts_of(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
+    """Each table's counts per item, from the table `graded` of a connection."""
     baselines = {"baselines": [f.id for f in framings.FRAMINGS if f.is_baseline]}
     return {
-        "accuracy": accuracy_from_counts(con.execute(sql.ACCURACY_COUNTS, baselines).df()),
-        "are_you_sure": are_you_sure_from_counts(con.execute(sql.ARE_YOU_SURE_COUNTS).df()),
-        "feedback": feedback_from_values(con.execute(sql.FEEDBACK_VALUES, baselines).df()),
-        "opinion": opinion_from_counts(con.execute(sql.OPINION_COUNTS, baselines).df()),
-        "mimicry": mimicry_from_counts(con.execute(sql.MIMICRY_COUNTS).df()),
+        "accuracy": con.execute(sql.ACCURACY_COUNTS, baselines).df(),
+        "are_you_sure": con.execute(sql.ARE_YOU_SURE_COUNTS).df(),
+        "feedback": con.execute(sql.FEEDBACK_VALUES, baselines).df(),
+        "opinion": con.execute(sql.OPINION_COUNTS, baselines).df(),
+        "mimicry": con.execute(sql.MIMICRY_COUNTS).df(),
+    }
+
+
+def from_counts(counts: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The five tables, with rates and intervals, from counts_of's frames."""
+    return {
+        "accuracy": accuracy_from_counts(counts["accuracy"]),
+        "are_you_sure": are_you_sure_from_counts(counts["are_you_sure"]),
+        "feedback": feedback_from_values(counts["feedback"]),
+        "opinion": opinion_from_counts(counts["opinion"]),
+        "mimicry": mimicry_from_counts(counts["mimicry"]),
     }
 
 

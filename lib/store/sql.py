@@ -84,11 +84,12 @@ MIGRATIONS: dict[int, list[str]] = {
     # transcripts made elsewhere and imported (python -m lib import), never sent; the answers view
     # gains `dataset` and `imported`
     3: [
-        "ALTER TABLE transcripts ADD COLUMN IF NOT EXISTS imported BOOLEAN NOT NULL DEFAULT false",
+        # DuckDB adds no NOT NULL column to a table a view depends on: the default fills every row
+        "ALTER TABLE transcripts ADD COLUMN IF NOT EXISTS imported BOOLEAN DEFAULT false",
         # "are you sure?" turns 2 sent before the paper's protocol was followed carry the letter prefill
         # after the challenge: kept, but superseded by the free reply a new run sends (the answers view
         # leaves them out)
-        "ALTER TABLE transcripts ADD COLUMN IF NOT EXISTS superseded BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE transcripts ADD COLUMN IF NOT EXISTS superseded BOOLEAN DEFAULT false",
         """UPDATE transcripts SET superseded = true WHERE turn = 2
             AND json_extract_string(messages, '$[-1].role') = 'assistant'""",
     ],

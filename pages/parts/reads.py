@@ -1,18 +1,36 @@
 """Store access for the pages: one store handle per server, and queries cached until the store's
-data change."""
+data change, computed once for every session of the server.
+
+One computation for all sessions: st.cache_data keeps one value per key for the whole server, and
+while one session computes a missing value the other sessions asking for the same key wait for it
+(Streamlit's per-key compute lock) rather than compute it too. The key holds the store's data version,
+read at most once a second for all sessions.
+
+While a run writes, that version changes with every transcript. The slow reads (SLOW: the metric
+tables, seconds to tens of seconds on a large store) then do not make anyone wait: a page gets the
+newest value there is, and one background computation brings it up to date, at most every
+FOLLOW_EVERY seconds, or every FOLLOW_COST times its last computation if that is longer (a run does
+not keep a core busy recomputing them). When no run is going (an import, a grading, the end of a run)
+they follow the data at once, and the page waits for them as for any read."""
 
 from __future__ import annotations
 
+import copy
 import importlib
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from lib.measure import grading, metrics
+from lib.run import runner
 from lib.store import Store, StoreError, default_path
 from lib.view import browse
-from pages.parts import frame, url
+from pages.parts import frame, show, url
 
 
 def store() -> Store:
@@ -22,7 +40,7 @@ def store() -> Store:
     try:
         return _open(str(default_path()))
     except StoreError as e:
-        st.error(str(e))
+        show.problem(str(e))
         st.stop()
         raise  # st.stop() raises; this line only tells type checkers so
 
@@ -44,9 +62,112 @@ def _through_app() -> None:
 
 def cached(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """fn(store, *args, **kwargs), cached until the store's data version changes (new transcripts,
-    grades or sets), so repeated reruns cost one cheap query."""
+    grades or sets), so repeated reruns cost one cheap query; computed once for all sessions."""
     path = str(store().path)
-    return _call(fn.__module__, fn.__name__, path, _version(path), args, tuple(sorted(kwargs.items())))
+    kwargs_key = tuple(sorted(kwargs.items()))
+    if fn in SLOW:
+        key = (path, fn.__module__, fn.__name__, repr(args), repr(kwargs_key))  # SLOW's arguments: names
+        return _LATEST.get(key, _version(path), _run_going(path), lambda: fn(_open(path), *args, **kwargs))
+    return _call(fn.__module__, fn.__name__, path, _version(path), args, kwargs_key)
+
+
+def runs() -> pd.DataFrame:
+    """The recent runs (lib.run.runner.list_runs), read at most once a second for all sessions."""
+    return _runs(str(store().path))
+
+
+def refresh() -> None:
+    """Read the data version and the runs again at the next read (a run has just ended: its last
+    answers count)."""
+    _version.clear()
+    _runs.clear()
+
+
+def figure(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args): a chart of data already read, made once for all sessions that show the same data
+    (building a Plotly figure costs tens of milliseconds, a copy of a made one a few)."""
+    return _figure(fn.__module__, fn.__name__, args)
+
+
+SLOW = (browse.metric_tables, browse.run_accuracy)
+FOLLOW_EVERY = 10.0  # seconds
+FOLLOW_COST = 5  # times the last computation
+
+
+class Latest:
+    """The newest value of each slow read, with the data version it was computed at (module
+    docstring). Each value is computed by one thread at a time, the others waiting for it; readers
+    get copies, as from st.cache_data. The least recently read of more than `keep` are dropped."""
+
+    def __init__(self, keep: int = 64):
+        self.keep = keep
+        self.lock = threading.Lock()
+        self.values: OrderedDict[tuple, tuple[tuple, float, Any]] = OrderedDict()  # version, made at, value
+        self.costs: dict[tuple, float] = {}  # seconds the last computation took
+        self.flights: dict[tuple, threading.Lock] = {}  # one computation of a key at a time
+        self.refreshing: set[tuple] = set()
+
+    def get(self, key: tuple, version: tuple, going: bool, compute: Callable[[], Any]) -> Any:
+        """The value of `key` at `version`: computed now, or, while a run is `going`, the newest one
+        there is, brought up to date in the background."""
+        with self.lock:
+            held = self.values.get(key)
+            if held is not None:
+                self.values.move_to_end(key)
+        if held is None or held[0] != version and not going:
+            return copy.deepcopy(self._compute(key, version, compute))
+        if held[0] != version:
+            self._refresh(key, version, compute, held[1])
+        return copy.deepcopy(held[2])
+
+    def _compute(self, key: tuple, version: tuple, compute: Callable[[], Any]) -> Any:
+        with self.lock:
+            flight = self.flights.setdefault(key, threading.Lock())
+        with flight:
+            with self.lock:
+                held = self.values.get(key)
+            if held is not None and held[0] == version:
+                return held[2]  # computed while this thread waited
+            start = time.monotonic()
+            value = compute()
+            with self.lock:
+                self.costs[key] = time.monotonic() - start
+                self.values[key] = (version, time.monotonic(), value)
+                self.values.move_to_end(key)
+                while len(self.values) > self.keep:
+                    dropped, _ = self.values.popitem(last=False)
+                    self.costs.pop(dropped, None)
+                    self.flights.pop(dropped, None)
+            return value
+
+    def _refresh(self, key: tuple, version: tuple, compute: Callable[[], Any], made_at: float) -> None:
+        """Compute `key` again in a thread of its own, unless one is at it or the value is too new."""
+        with self.lock:
+            wait = max(FOLLOW_EVERY, FOLLOW_COST * self.costs.get(key, 0.0))
+            if key in self.refreshing or time.monotonic() - made_at < wait:
+                return
+            self.refreshing.add(key)
+
+        def work() -> None:
+            try:
+                self._compute(key, version, compute)
+            except Exception:  # noqa: S110
+                # the pages keep the value they have; the first read when no run is going computes
+                # it in the foreground, and shows the error there
+                pass
+            finally:
+                with self.lock:
+                    self.refreshing.discard(key)
+
+        threading.Thread(target=work, name="sycoscope-refresh", daemon=True).start()
+
+
+_LATEST = Latest()
+
+
+def _run_going(path: str) -> bool:
+    recent = _runs(path)
+    return bool(not recent.empty and recent["status"].isin(["planned", "running"]).any())
 
 
 @st.cache_data(ttl=1, show_spinner=False)
@@ -54,10 +175,19 @@ def _version(path: str) -> tuple:
     return browse.data_version(_open(path))
 
 
+@st.cache_data(ttl=1, show_spinner=False)
+def _runs(path: str) -> pd.DataFrame:
+    return runner.list_runs(_open(path), limit=20)
+
+
 @st.cache_data(show_spinner=False, max_entries=512)
 def _call(module: str, name: str, path: str, version: tuple, args: tuple, kwargs: tuple) -> Any:
-    fn = getattr(importlib.import_module(module), name)
-    return fn(_open(path), *args, **dict(kwargs))
+    return getattr(importlib.import_module(module), name)(_open(path), *args, **dict(kwargs))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _figure(module: str, name: str, args: tuple) -> Any:
+    return getattr(importlib.import_module(module), name)(*args)
 
 
 def judge() -> str | None:
