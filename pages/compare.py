@@ -83,6 +83,6 @@ if task in CHARTED:
     st.subheader("By source dataset")
     title = f"{framing_label(framing_id)}: {axis}, the whole set and each source dataset"
     st.plotly_chart(charts.rate_bars(rows, value, low, high, title, axis, x="source", n=n), width="stretch")
-    graded_by = browse.grader_note(", ".join(sorted(set(rows["grader"]))))
-    st.caption(f"95% intervals; n (in the hover) counts decided pairs. Graded by {show.md(graded_by)}. ")
+    graded_by = browse.grader_note(", ".join(sorted(set(rows["grader"]))), show.md)
+    st.caption(f"95% intervals; n (in the hover) counts decided pairs. Graded by {graded_by}. ")
     st.caption(metrics.CORRECT_RULE)

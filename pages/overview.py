@@ -28,7 +28,7 @@ def card_caption(card: browse.Card) -> str:
     """Which model, the interval, n and the grader behind a card's number (names as text: they come
     from the store, never rendered as markup)."""
     interval = f"95% interval {value_text(card, card.low)} to {value_text(card, card.high)}"
-    grader = f" Graded by {show.md(browse.grader_note(card.grader))}." if card.grader else ""
+    grader = f" Graded by {browse.grader_note(card.grader, show.md)}." if card.grader else ""
     return (
         f"Highest of {card.n_models} model(s): {show.md(card.model or '')} on {show.md(card.set_id or '')}; "
         f"{interval}, n = {card.n}.{grader} {card.note}"
@@ -79,7 +79,7 @@ with left:
         f"was sampled several times). Unclear replies are left out of both. Diamonds: {paper.CAVEAT}."
     )
     if not drops.empty:
-        st.caption(f"Graded by {show.md(browse.grader_note(', '.join(sorted(set(drops['grader'])))))}.")
+        st.caption(f"Graded by {browse.grader_note(', '.join(sorted(set(drops['grader']))), show.md)}.")
 with right:
     st.markdown("**Measured here against the paper**")
     worst = drops.loc[drops["drop"].astype(float).idxmax()] if not drops.empty else None

@@ -224,7 +224,7 @@ def test_run_page_cancels_a_running_run(filled, monkeypatch, tmp_path):
         )
     at = open_page(db, monkeypatch, "run", run="run-live")
     ok(at)
-    assert at.subheader[0].value == "Run run-live"
+    assert at.subheader[0].value == "Run ` run-live `"
     at.button(key="cancel").click().run()
     assert Store(db).scalar(sql.CANCEL_REQUESTED, ["run-live"]) is True
 
@@ -244,7 +244,7 @@ def test_run_page_starts_a_background_run_that_outlives_the_script(tmp_path, mon
     run = runner.list_runs(store).set_index("run_id").loc[run_id]
     assert run["status"] == "done" and run["n_done"] == 4
     at.run()
-    assert f"Run {run_id}" in [s.value for s in at.subheader]
+    assert f"Run ` {run_id} `" in [s.value for s in at.subheader]
     chart = at.get("plotly_chart")[-1].proto.spec
     assert "bundled:smollm2" in chart
 

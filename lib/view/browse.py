@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -469,17 +469,19 @@ def grader_agreement() -> dict[str, dict[str, Any]]:
     }
 
 
-def grader_note(graders: str) -> str:
+def grader_note(graders: str, name: Callable[[str], str] = str) -> str:
     """What stands beside a number: each grader behind it ("alias@2, letter@2") with its measured
-    agreement with labelled replies, or why there is none."""
+    agreement with labelled replies, or why there is none. `name` writes a grader's name (a page
+    passes one that keeps a name from the store as text)."""
     measured = grader_agreement()
     notes = []
     for grader in dict.fromkeys(filter(None, (g.strip() for g in graders.split(",")))):  # each once
         row = measured.get(grader)
         if row is None or row["accuracy"] is None:
-            notes.append(f"{grader} (agreement not measured here: `python -m lib graders --judge ...`)")
+            notes.append(f"{name(grader)} (agreement not measured here: `python -m lib graders --judge ...`)")
             continue
         real = row["real"]
         on_real = f", {real['accuracy']:.0%} on {real['n']} real model replies" if real and real["n"] else ""
-        notes.append(f"{grader} ({row['accuracy']:.0%} agreement with {row['n']} labelled replies{on_real})")
+        agreement = f"{row['accuracy']:.0%} agreement with {row['n']} labelled replies{on_real}"
+        notes.append(f"{name(grader)} ({agreement})")
     return "; ".join(notes)

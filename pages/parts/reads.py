@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -77,10 +78,11 @@ def runs() -> pd.DataFrame:
 
 
 def refresh() -> None:
-    """Read the data version and the runs again at the next read (a run has just ended: its last
-    answers count)."""
+    """Read the data version and the runs again at the next read, and the slow reads too, though
+    another run goes on (a run has just ended: its last answers count)."""
     _version.clear()
     _runs.clear()
+    _LATEST.settle()
 
 
 def figure(fn: Callable[..., Any], *args: Any) -> Any:
@@ -106,6 +108,14 @@ class Latest:
         self.costs: dict[tuple, float] = {}  # seconds the last computation took
         self.flights: dict[tuple, threading.Lock] = {}  # one computation of a key at a time
         self.refreshing: set[tuple] = set()
+        self.failed: dict[tuple, float] = {}  # when a key's last background computation failed
+        # When a run last ended (settle): values made before then are computed again in the
+        # foreground, though another run goes on, so that the ended run's last answers count.
+        self.settled = 0.0
+
+    def settle(self) -> None:
+        with self.lock:
+            self.settled = time.monotonic()
 
     def get(self, key: tuple, version: tuple, going: bool, compute: Callable[[], Any]) -> Any:
         """The value of `key` at `version`: computed now, or, while a run is `going`, the newest one
@@ -114,7 +124,7 @@ class Latest:
             held = self.values.get(key)
             if held is not None:
                 self.values.move_to_end(key)
-        if held is None or held[0] != version and not going:
+        if held is None or held[0] != version and (not going or held[1] < self.settled):
             return copy.deepcopy(self._compute(key, version, compute))
         if held[0] != version:
             self._refresh(key, version, compute, held[1])
@@ -144,17 +154,20 @@ class Latest:
         """Compute `key` again in a thread of its own, unless one is at it or the value is too new."""
         with self.lock:
             wait = max(FOLLOW_EVERY, FOLLOW_COST * self.costs.get(key, 0.0))
-            if key in self.refreshing or time.monotonic() - made_at < wait:
+            last = max(made_at, self.failed.get(key, 0.0))  # a failed attempt waits like a success
+            if key in self.refreshing or time.monotonic() - last < wait:
                 return
             self.refreshing.add(key)
 
         def work() -> None:
             try:
                 self._compute(key, version, compute)
-            except Exception:  # noqa: S110
-                # the pages keep the value they have; the first read when no run is going computes
-                # it in the foreground, and shows the error there
-                pass
+            except Exception:
+                # The pages keep the value they have; the first read when no run is going computes
+                # it in the foreground and shows the error there. Here it goes to the server's log.
+                with self.lock:
+                    self.failed[key] = time.monotonic()
+                _log.exception("refreshing %s.%s in the background failed", *key[1:3])
             finally:
                 with self.lock:
                     self.refreshing.discard(key)
@@ -163,6 +176,7 @@ class Latest:
 
 
 _LATEST = Latest()
+_log = logging.getLogger(__name__)
 
 
 def _run_going(path: str) -> bool:

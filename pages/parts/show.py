@@ -70,7 +70,7 @@ def grade_badges(grades: pd.DataFrame, verdict: Any = None, verdict_by: Any = No
         # the grader's name only: its version may name a judge model, which the caption below shows as text
         grader = str(verdict_by).partition("@")[0]
         row.badge(badge_text(f"verdict: {verdict} (by {grader})"), color=VERDICT_COLOURS[verdict])
-        st.caption(md(browse.grader_note(str(verdict_by))))
+        st.caption(browse.grader_note(str(verdict_by), md))
     for g in grades.itertuples():
         colour = "gray" if pd.isna(g.correct) else "green" if g.correct else "red"
         detail = g.label if isinstance(g.label, str) and g.label else ""
