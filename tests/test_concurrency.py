@@ -18,6 +18,7 @@ from lib.paths import REPO
 from lib.probes import probesets
 from lib.run import runner
 from lib.store import Store, StoreBusy, sql
+from lib.store.database import _writer_waiting
 from tests.fake_vendor import FakeVendor, Hang
 
 SECONDS = 10.0
@@ -123,23 +124,34 @@ def test_a_waiting_writer_stops_new_reads_of_its_own_process(tmp_path):
     readers = [threading.Thread(target=read) for _ in range(READERS)]
     for reader in readers:
         reader.start()
-    time.sleep(0.5)  # the readers keep the lease busy
+    wait_for(lambda: len(reads) >= READERS, "the readers' first reads")  # they keep the lease busy
+    gate_taken: list[float] = []  # when the writer was first seen holding the gate
+
+    def watch_gate() -> None:
+        while not gate_taken and not stop.is_set():
+            if _writer_waiting(store.gate_path):
+                gate_taken.append(time.monotonic())
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch_gate)
+    watcher.start()
     asked = time.monotonic()
     with store.writing() as con:
         entered = time.monotonic()
         con.execute("INSERT INTO meta VALUES ('written', 'yes')")
-    time.sleep(0.3)
+    watcher.join(timeout=30)
+    wait_for(lambda: any(b > entered for b, _ in reads), "a read after the write")  # readers go on
     stop.set()
     for reader in readers:
         reader.join(timeout=60)
 
     assert failures == []
     assert entered - asked < 3.0, f"the writer waited {entered - asked:.1f} s among readers"
-    # No read that began once the writer was waiting (it takes the gate within milliseconds) was
-    # served before it: they queued behind it.
-    overtaking = [(b, e) for b, e in reads if b > asked + 0.1 and e < entered]
+    # No read that began once the writer held the gate was served before it: they queued behind it.
+    # (The watcher sees the gate taken a little after it was; reads begun in between are not judged.)
+    assert gate_taken, "the writer was never seen holding the gate"
+    overtaking = [(b, e) for b, e in reads if b > gate_taken[0] and e < entered]
     assert overtaking == []
-    assert any(b > entered for b, _ in reads), "the readers went on after the writer"
     assert store.scalar("SELECT value FROM meta WHERE key = 'written'") == "yes"
 
 
@@ -154,18 +166,34 @@ def test_reads_start_no_thread_each_and_the_lease_closes_when_idle(tmp_path):
         most = max(most, threading.active_count())
     assert most <= before + 1, f"{most - before} threads more during 300 reads"
     # Idle, the lease lets go of the file: another process could take it for writing.
-    time.sleep(0.5)
     fd = os.open(store.lock_path, os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a reader still held it
+        wait_for(lambda: _try_exclusive(fd), "the idle lease letting go of the file")
     finally:
         os.close(fd)
+
+
+def _try_exclusive(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # a reader still holds it
+        return False
+    return True
+
+
+def wait_for(condition, what: str, seconds: float = 30.0) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `seconds` (a loaded machine is slow,
+    never wrong)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} in {seconds:g} s"
+        time.sleep(0.01)
 
 
 def test_a_background_run_outlasts_a_read_longer_than_the_store_timeout(tmp_path, monkeypatch):
     """A read held on a store whose timeout is 1 s until the run has waited 2 s to write: the run's
     writes find the store busy, wait, say so in the runs' listing, and get in when the read ends;
-    nothing fails, nothing is written twice."""
+    nothing fails, nothing is sent twice."""
     monkeypatch.setattr(runner, "RETRY_DELAYS", (0.01, 0.01))
     monkeypatch.setattr(runner, "BUSY_PAUSE", 0.2)
     store = Store(tmp_path / "s.duckdb", timeout=1.0)
@@ -205,10 +233,14 @@ def test_a_background_run_outlasts_a_read_longer_than_the_store_timeout(tmp_path
         release.set()
         reader.join()
         runner._background[run_id].join(timeout=60)
+        sent = len(vendor.requests)
 
     assert patient.scalar(sql.RUN_STATUS, [run_id]) == "done"
-    counts = patient.query("SELECT probe_id, count(*) FROM transcripts GROUP BY ALL")
-    assert len(counts) == 4 and {n for _, n in counts} == {1}
+    # Each probe sent once (the hung request aside), and stored once.
+    assert sent == 1 + 4
+    assert patient.scalar("SELECT n_done FROM runs WHERE run_id = ?", [run_id]) == 4
+    assert patient.scalar(sql.COUNT["transcripts"]) == 4
+    assert not list(store.path.parent.glob("*.run-*.lock"))  # the run's lock file went with it
     graded = patient.scalar("SELECT count(DISTINCT transcript_id) FROM grades WHERE grader = 'alias'")
     assert graded == 4
     assert runner.store_wait(run_id) is None  # no longer waiting
@@ -253,3 +285,65 @@ def test_a_run_waits_for_a_busy_store_saying_so_and_gives_up_in_bounded_time(tmp
     assert time.monotonic() - began < 2.5
     reader.join()
     assert store.scalar("SELECT count(*) FROM runs") == 1
+
+
+# -- one thread: reads inside reads, a write inside a read -----------------------------------------
+
+
+def test_a_write_inside_a_read_on_the_same_thread_is_refused_at_once(tmp_path):
+    store = Store(tmp_path / "s.duckdb", timeout=30)
+    began = time.monotonic()
+    with store.reading() as con:
+        con.execute("SELECT 1").fetchall()
+        refused = r"a write to store .* inside a read of it on the same thread"
+        with pytest.raises(RuntimeError, match=refused), store.writing():
+            pass
+    assert time.monotonic() - began < 10, "the write waited for the store's timeout"
+    with store.writing() as con:  # the read over, the store takes writes
+        con.execute("INSERT INTO meta VALUES ('after', 'yes')")
+    assert store.scalar("SELECT value FROM meta WHERE key = 'after'") == "yes"
+
+
+def test_a_read_inside_a_read_goes_on_while_a_writer_waits_for_the_outer_one(tmp_path):
+    store = Store(tmp_path / "s.duckdb", timeout=30)
+    wrote = threading.Event()
+
+    def write() -> None:
+        with store.writing() as con:
+            con.execute("INSERT INTO meta VALUES ('written', 'yes')")
+        wrote.set()
+
+    writer = threading.Thread(target=write)
+    with store.reading() as outer:
+        outer.execute("SELECT 1").fetchall()
+        writer.start()
+        wait_for(lambda: _writer_waiting(store.gate_path), "the writer at the gate")
+        began = time.monotonic()
+        with store.reading() as inner:  # the writer waits for the outer read: this must not wait
+            assert inner.execute("SELECT count(*) FROM meta").fetchone()[0] >= 1
+        assert time.monotonic() - began < 10, "the inner read waited behind the writer"
+        assert not wrote.is_set()  # the writer still waits for the outer read
+    writer.join(timeout=60)
+    assert wrote.is_set()
+    assert store.scalar("SELECT value FROM meta WHERE key = 'written'") == "yes"
+
+
+def test_a_reader_waits_for_another_thread_opening_the_file_only_until_its_own_timeout(tmp_path):
+    """A thread opening the read lease waits for the lock (here held by a writer of 'another
+    process') outside the lease's condition: a reader with a short timeout gives up on time."""
+    store = Store(tmp_path / "s.duckdb", timeout=30)
+    fd = os.open(store.lock_path, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a writer writing
+    results: list[object] = []
+    opener = threading.Thread(target=lambda: results.append(store.scalar("SELECT 42")))
+    try:
+        opener.start()
+        wait_for(lambda: store._lease.opening, "the opener waiting for the lock")
+        began = time.monotonic()
+        with pytest.raises(StoreBusy, match="is busy"):
+            store.with_timeout(0.5).scalar("SELECT 1")
+        assert time.monotonic() - began < 10, "the reader waited past its timeout for the opener"
+    finally:
+        os.close(fd)  # the writer is done
+    opener.join(timeout=60)
+    assert results == [42]

@@ -1,6 +1,7 @@
 """Faults survived, with real processes: SIGKILL in the middle of an ingest, of grading and of a run's
-write (nothing half-written; resuming completes, each thing once), a provider that hangs in the middle
-of a reply, a disk that fills up, and the runs a dead process leaves behind."""
+write (nothing half-written; resuming sends and stores only what is missing), a provider that hangs in
+the middle of a reply, a disk that fills up, a store busy for longer than a run's patience, and the
+runs a dead process leaves behind."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from lib.measure import grading
 from lib.paths import REPO
 from lib.probes import probesets
 from lib.run import runner
-from lib.store import Store, StoreError, sql
+from lib.store import Store, StoreBusy, StoreError, sql
 from tests.fake_vendor import Ok, _openai_reply
 
 FACTS = "builtin/facts-answer"
@@ -39,10 +41,11 @@ FACTS = "builtin/facts-answer"
 class SlowServer:
     """An OpenAI-compatible server on loopback that answers each request after `delay` seconds. The
     first `hang` requests get the status line, the headers and half the body, then nothing more: a
-    provider that hangs in the middle of its reply."""
+    provider that hangs in the middle of its reply. `on_request`, when given, is called with each
+    request's number (from 1) before it is answered."""
 
-    def __init__(self, delay: float = 0.0, hang: int = 0):
-        self.delay, self.hang = delay, hang
+    def __init__(self, delay: float = 0.0, hang: int = 0, on_request: Callable[[int], None] | None = None):
+        self.delay, self.hang, self.on_request = delay, hang, on_request
         self.requests = 0
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -56,7 +59,10 @@ class SlowServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
                 with server._lock:
                     server.requests += 1
-                    hangs = server.requests <= server.hang
+                    number = server.requests
+                    hangs = number <= server.hang
+                if server.on_request is not None:
+                    server.on_request(number)
                 data = json.dumps(_openai_reply(Ok("The answer is Paris."), body)).encode()
                 if not hangs:
                     time.sleep(server.delay)
@@ -237,7 +243,7 @@ def test_a_run_killed_while_writing_is_marked_interrupted_and_resumes_each_probe
 
         store = Store(db)
         stored = per_probe(store)
-        assert 5 <= len(stored) < 40 and set(stored.values()) == {1}
+        assert 5 <= len(stored) < 40
         assert orphans(store) == 0
         assert store.scalar("SELECT count(*) FROM transcripts WHERE response = '' OR run_id IS NULL") == 0
         (run_id,) = (r[0] for r in store.query("SELECT run_id FROM runs"))
@@ -252,10 +258,13 @@ def test_a_run_killed_while_writing_is_marked_interrupted_and_resumes_each_probe
         )
         assert resumed.returncode == 0, resumed.stderr
         assert f"40 probes: {len(stored)} cached, {40 - len(stored)} to send" in resumed.stdout
-        assert server.requests - sent_before == 40 - len(stored)
-    final = per_probe(Store(db))
-    assert len(final) == 40 and set(final.values()) == {1}
-    assert orphans(Store(db)) == 0
+        assert server.requests - sent_before == 40 - len(stored)  # only what was missing, once
+    store = Store(db)
+    resumed_run = store.scalar("SELECT run_id FROM runs WHERE run_id <> ?", [run_id])
+    assert store.scalar("SELECT n_done FROM runs WHERE run_id = ?", [resumed_run]) == 40 - len(stored)
+    assert len(per_probe(store)) == 40
+    assert orphans(store) == 0
+    assert not list(tmp_path.glob("*.run-*.lock"))  # the dead run's lock file, and the resumed one's
 
 
 # -- a provider that hangs in the middle of its reply ----------------------------------------------
@@ -279,7 +288,8 @@ def test_a_reply_that_hangs_midway_times_out_and_is_sent_again_once(tmp_path, qu
         run_id, progress = runner.run(store, hang_spec(server))
         assert server.requests == 3  # the one that hung, sent again, then the other probe
     assert (progress.done, progress.failed) == (2, 0)
-    assert set(per_probe(store).values()) == {1} and len(per_probe(store)) == 2
+    assert store.scalar("SELECT n_done FROM runs WHERE run_id = ?", [run_id]) == 2
+    assert len(per_probe(store)) == 2
     assert store.scalar(sql.COUNT["errors"]) == 0
     assert store.scalar(sql.RUN_STATUS, [run_id]) == "done"
 
@@ -353,17 +363,22 @@ def test_a_disk_that_fills_during_a_run_stops_it_with_a_clear_message_and_loses_
         # What was stored is intact and whole, and readable on the full disk.
         store = Store(db)
         rows = store.query("SELECT probe_id, params::VARCHAR, count(*) FROM transcripts GROUP BY ALL")
-        assert 8 + 3 <= len(rows) < 8 + 16 and {n for _, _, n in rows} == {1}
+        assert 8 + 3 <= len(rows) < 8 + 16
         assert orphans(store) == 0
 
-        filler.unlink()  # space again: the run completes, each probe once
+        filler.unlink()  # space again: the run completes, sending only what is missing
+        sent_before = server.requests
         again = subprocess.run(
             command, cwd=REPO, env=child_env(db), capture_output=True, text=True, timeout=300
         )
         assert again.returncode == 0, again.stderr
-        assert f"16 probes: {len(rows) - 8} cached, {8 + 16 - len(rows)} to send" in again.stdout
-    final = Store(db).query("SELECT probe_id, params::VARCHAR, count(*) FROM transcripts GROUP BY ALL")
-    assert len(final) == 8 + 16 and {n for _, _, n in final} == {1}
+        missing = 8 + 16 - len(rows)
+        assert f"16 probes: {len(rows) - 8} cached, {missing} to send" in again.stdout
+        assert server.requests - sent_before == missing
+    store = Store(db)
+    last = store.scalar("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")
+    assert store.scalar("SELECT n_done FROM runs WHERE run_id = ?", [last]) == missing
+    assert store.scalar(sql.COUNT["transcripts"]) == 8 + 16
 
 
 class _RefusingConnection:
@@ -453,6 +468,131 @@ def test_the_next_run_marks_the_runs_of_dead_processes_interrupted_and_no_others
     }
     assert runs[planned][1].startswith("interrupted: its process (") and "run it again" in runs[planned][1]
     assert runner.mark_interrupted(store) == []  # once
+
+
+# A run recorded by this process, which then keeps going (holding the run's lock) until killed.
+HOLD_RUN = """
+import sys, time
+from lib.run import runner
+from lib.store import Store
+store = Store(sys.argv[1])
+print(runner.create_run(store, runner.plan(store, runner.RunSpec("openai:fake", (sys.argv[2],), limit=1))))
+sys.stdout.flush()
+time.sleep(300)
+"""
+
+
+def test_a_run_whose_process_holds_its_lock_is_never_marked_and_is_once_that_process_dies(tmp_path):
+    db = tmp_path / "s.duckdb"
+    store = facts_store(db)
+    command = [sys.executable, "-c", HOLD_RUN, str(db), FACTS]
+    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = child.stdout.readline().strip()
+        assert run_id, child.stderr.read()
+        lock = tmp_path / f"s.duckdb.run-{run_id}.lock"
+        assert lock.exists()
+        # As a process of another container (its own pids) shows: a pid no process has here.
+        with store.writing() as con:
+            con.execute("UPDATE runs SET pid = 999999999 WHERE run_id = ?", [run_id])
+        assert runner.mark_interrupted(store) == []
+        assert runner.list_runs(store).set_index("run_id").loc[run_id, "status"] == "planned"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    assert runner.mark_interrupted(store) == [run_id]
+    assert store.scalar(sql.RUN_STATUS, [run_id]) == "interrupted"
+    assert not lock.exists()  # cleaned up with the marking
+    assert runner.mark_interrupted(store) == []  # once
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs as two other users: needs root")
+def test_a_run_of_another_users_live_process_is_left_alone(tmp_path):
+    """A run stored before lock files (judged by its pid), whose process runs as another user: this
+    process, acting as a third user (root may signal anyone), cannot signal it, and must not take it
+    for dead."""
+    shared = Path(tempfile.mkdtemp(prefix="sycoscope-users-", dir="/tmp"))  # tmp_path is root's only
+    try:
+        shared.chmod(0o777)
+        db = shared / "s.duckdb"
+        store = facts_store(db)
+        sleeper = subprocess.Popen(["sleep", "300"], user=65534)
+        try:
+            wait_until(lambda: runner._process_start(sleeper.pid) is not None, "the sleeper's /proc entry")
+            started = runner._process_start(sleeper.pid)
+            plan = json.dumps({"host": socket.gethostname(), "process_start": started})
+            with store.writing() as con:
+                row = ["other-user", "running", "openai:fake", None, "{}", plan, 1, None, sleeper.pid]
+                con.execute(sql.INSERT_RUN, row)
+            for path in shared.iterdir():
+                path.chmod(0o666)
+
+            def mark_as_a_third_user() -> list[str]:
+                os.seteuid(65533)
+                try:
+                    return runner.mark_interrupted(Store(db))
+                finally:
+                    os.seteuid(0)
+
+            assert mark_as_a_third_user() == []
+            assert store.scalar(sql.RUN_STATUS, ["other-user"]) == "running"
+        finally:
+            sleeper.kill()
+            sleeper.wait(timeout=30)
+        assert mark_as_a_third_user() == ["other-user"]  # once it is gone, the same user marks it
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_a_run_blocked_by_a_busy_store_stops_after_its_patience_and_sends_little_meanwhile(
+    tmp_path, monkeypatch
+):
+    """A read held from the run's second request on, past the run's patience (2 s): the run stops
+    about then, however many writes were waiting, sends no more than `concurrency` requests after
+    the store became busy, and, its lock let go, is marked interrupted."""
+    monkeypatch.setattr(runner, "BUSY_PATIENCE", 2.0)
+    store = facts_store(tmp_path / "s.duckdb")
+    held, release = threading.Event(), threading.Event()
+    arrivals: list[float] = []
+    held_at: list[float] = []
+
+    def long_read() -> None:
+        with store.reading() as con:
+            con.execute("SELECT 1").fetchall()
+            held.set()
+            release.wait(120)
+
+    reader = threading.Thread(target=long_read)
+
+    def on_request(number: int) -> None:
+        if number == 2:
+            reader.start()
+            held.wait(30)
+            held_at.append(time.monotonic())
+        arrivals.append(time.monotonic())
+
+    concurrency = 4
+    with SlowServer(delay=0.05, on_request=on_request) as server:
+        spec = runner.RunSpec("openai:fake", (FACTS,), limit=10, base_url=server.url, concurrency=concurrency)
+        the_plan = runner.plan(store, spec)
+        run_id = runner.create_run(store, the_plan)
+        try:
+            with pytest.raises(StoreBusy, match=r"the run waited [0-9]+ s and gave up"):
+                runner.execute(store, run_id, the_plan)
+            stopped = time.monotonic()
+        finally:
+            release.set()
+            if reader.is_alive():
+                reader.join(timeout=60)
+        assert held.is_set()
+        waited = stopped - held_at[0]
+        assert 2.0 <= waited < 2.0 + 8.0, f"the run stopped {waited:.1f} s after the store became busy"
+        after = [t for t in arrivals if t > held_at[0]]
+        assert len(after) <= concurrency, f"{len(after)} requests sent while the store was busy"
+        stored = store.scalar(sql.COUNT["transcripts"])
+        assert server.requests - stored <= concurrency + 1
+    assert store.scalar(sql.RUN_STATUS, [run_id]) == "running"  # the run could write nothing more
+    assert runner.mark_interrupted(store) == [run_id]
 
 
 # -- a process that ends while its read lease closes -----------------------------------------------

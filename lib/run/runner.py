@@ -31,15 +31,19 @@ backoff; a bad key, an exhausted quota, an unknown model or a malformed request 
 once with the provider's message. Errors go to the errors table, never to transcripts.
 
 A busy store (a long read such as an export, a write of another process) does not stop a run: a write
-that cannot get in waits and tries again, for up to BUSY_PATIENCE seconds (`_patiently`), the reply
-kept in memory meanwhile; the wait is shown (`on_busy`, `store_wait`, and in list_runs' message). A
-busy store refuses a transaction before it begins, so trying again never writes twice. A run whose
-process died ("planned" or "running" in the store, its process gone) is marked interrupted by the
-next run started, or the next listing of runs (`mark_interrupted`).
+that cannot get in waits and tries again (`_Patience`), the replies kept in memory meanwhile, and no
+new request goes out until it gets in; the wait is shown (`on_busy`, `store_wait`, and in list_runs'
+message). A busy store refuses a transaction before it begins, so trying again never writes twice.
+Once the store has been busy BUSY_PATIENCE seconds in one stretch, whichever writes waited, the run
+stops. The process running a run holds the run's lock file until it ends; a run "planned" or
+"running" in the store whose lock no one holds (its process died) is marked interrupted by the next
+run started, or the next listing of runs (`mark_interrupted`).
 """
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import json
 import os
 import random
@@ -70,11 +74,17 @@ Grade = Callable[[Store, str], object]
 CANCEL_CHECK_SECONDS = 0.5
 GRADE_SECONDS = 2.0
 # A write that finds the store busy tries again BUSY_PAUSE seconds later, each try waiting up to
-# BUSY_TRY seconds (less than the store's timeout, so that the wait is shown as it goes and readers
-# pass between tries), until BUSY_PATIENCE seconds have passed in all.
-BUSY_TRY = 5.0
+# BUSY_TRY seconds (short: a waiting writer holds the gate, so readers wait for it; between tries
+# they pass), until the store has been busy BUSY_PATIENCE seconds without a write of the run getting
+# in: one clock for all the run's writes (_Patience).
+BUSY_TRY = 0.5
 BUSY_PAUSE = 1.0
 BUSY_PATIENCE = 300.0
+# Runs of dead processes are looked for at most every HOUSEKEEPING_SECONDS by each process listing
+# runs, and marked only when the store lets the write in within HOUSEKEEPING_TRY seconds: a page
+# refresh never holds readers up for longer.
+HOUSEKEEPING_SECONDS = 5.0
+HOUSEKEEPING_TRY = 0.2
 # Called with the seconds waited so far, each time a write of a run finds the store busy.
 OnBusy = Callable[[float], None]
 T = TypeVar("T")
@@ -366,14 +376,14 @@ def _transcript(
     )
 
 
-# run id -> when the run's current wait for a busy store began (runs of this process)
-_busy_since: dict[str, float] = {}
+# (run id, waiter) -> when the waiter's current wait for a busy store began (runs of this process)
+_busy_since: dict[tuple[str, int], float] = {}
 
 
 def store_wait(run_id: str) -> float | None:
     """Seconds the run (one of this process) has been waiting for a busy store; None when it is not."""
-    began = _busy_since.get(run_id)
-    return None if began is None else time.monotonic() - began
+    began = [t for (waiting, _), t in _busy_since.copy().items() if waiting == run_id]
+    return time.monotonic() - min(began) if began else None
 
 
 def _quick(store: Store) -> Store:
@@ -381,35 +391,60 @@ def _quick(store: Store) -> Store:
     return store.with_timeout(min(store.timeout, BUSY_TRY))
 
 
-def _patiently(store: Store, run_id: str, attempt: Callable[[Store], T], on_busy: OnBusy | None) -> T:
-    """attempt(store), tried again while the store is busy, until BUSY_PATIENCE seconds have passed;
-    then the last StoreBusy is raised. Each try waits BUSY_TRY seconds at most."""
-    quick = _quick(store)
-    began = time.monotonic()
-    try:
-        while True:
-            try:
-                return attempt(quick)
-            except StoreBusy as e:
-                waited = time.monotonic() - began
-                if waited >= BUSY_PATIENCE:
-                    raise StoreBusy(f"{e} (the run waited {waited:.0f} s and gave up)") from None
-                _busy_since.setdefault(run_id, began)
-                if on_busy is not None:
-                    on_busy(waited)
-                time.sleep(BUSY_PAUSE)
-    finally:
-        if _busy_since.get(run_id) == began:
-            del _busy_since[run_id]
+class _Patience:
+    """A run's patience with a busy store, one clock for all its writes: it starts when a write finds
+    the store busy and stops when one gets in. The writes of a run wait one after the other (_Writer),
+    so that without one clock each would wait its own BUSY_PATIENCE. Once the store has been busy
+    BUSY_PATIENCE seconds, the run gives up: that write and every later one raise StoreBusy at once."""
+
+    def __init__(self, store: Store, run_id: str, on_busy: OnBusy | None):
+        self.store, self.run_id, self.on_busy = store, run_id, on_busy
+        self.busy = threading.Event()  # set while a write waits for the store
+        self.gave_up: str | None = None  # the message of the StoreBusy that ended the run's patience
+        self._began: float | None = None
+
+    def attempt(self, attempt: Callable[[Store], T]) -> T:
+        """attempt(store), tried again while the store is busy, each try waiting BUSY_TRY seconds
+        at most, until the run's patience is spent."""
+        if self.gave_up is not None:
+            raise StoreBusy(self.gave_up)
+        key = (self.run_id, id(self))
+        try:
+            while True:
+                left = BUSY_PATIENCE - (0.0 if self._began is None else time.monotonic() - self._began)
+                tried = time.monotonic()
+                try:
+                    result = attempt(
+                        self.store.with_timeout(max(0.01, min(self.store.timeout, BUSY_TRY, left)))
+                    )
+                except StoreBusy as e:
+                    if self._began is None:
+                        self._began = tried
+                    waited = time.monotonic() - self._began
+                    if waited >= BUSY_PATIENCE:
+                        self.gave_up = f"{e} (the run waited {waited:.0f} s and gave up)"
+                        raise StoreBusy(self.gave_up) from None
+                    self.busy.set()
+                    _busy_since[key] = self._began
+                    if self.on_busy is not None:
+                        self.on_busy(waited)
+                    time.sleep(min(BUSY_PAUSE, BUSY_PATIENCE - waited))
+                    continue
+                self._began = None
+                self.busy.clear()
+                return result
+        finally:
+            _busy_since.pop(key, None)
 
 
 class _Writer:
     """Writes each transcript, with the run's progress, in one short transaction, which also reads
     whether the user asked to cancel: a run learns it without opening the store again. One write at a
-    time: while one waits for a busy store, the replies that follow wait in memory behind it."""
+    time: while one waits for a busy store, the replies that follow wait in memory behind it, and
+    execute starts no new job (`patience.busy`)."""
 
-    def __init__(self, store: Store, run_id: str, progress: Progress, on_busy: OnBusy | None = None):
-        self.store, self.run_id, self.progress, self.on_busy = store, run_id, progress, on_busy
+    def __init__(self, store: Store, run_id: str, progress: Progress, patience: _Patience):
+        self.store, self.run_id, self.progress, self.patience = store, run_id, progress, patience
         self.cancel_requested = False
         self._lock = threading.Lock()
 
@@ -445,7 +480,7 @@ class _Writer:
             with store.writing() as con:
                 write(con)
 
-        _patiently(self.store, self.run_id, attempt, self.on_busy)
+        self.patience.attempt(attempt)
 
     def _update(self, con, status: str, message: str | None = None) -> None:
         p = self.progress
@@ -457,14 +492,103 @@ class _Writer:
             self.cancel_requested = True
 
 
+# -- which runs are going on: a lock file each ----------------------------------------------------
+#
+# The process that runs a run holds `<store>.run-<run id>.lock` locked (flock, exclusive) from the
+# moment it records the run until the run ends; the kernel lets go of it when the process dies. So
+# a run is going on exactly when its lock file cannot be taken, whoever runs it: another user, a
+# container with its own pids, a process given a reused pid. (flock holds across containers sharing
+# the file on one kernel; on a network filesystem shared between machines it may not.) Runs recorded
+# before there were lock files are judged by their machine, pid and process start time.
+
+# run id -> the descriptor holding its lock, for the runs of this process
+_run_locks: dict[str, int] = {}
+_run_locks_guard = threading.Lock()
+
+
+def _run_lock(store: Store, run_id: str) -> Path | None:
+    """The lock file of a run, beside the store; None for an id that cannot name a file (a run stored
+    by hand)."""
+    if not run_id.replace("-", "").replace("_", "").isalnum():
+        return None
+    return store.path.with_name(f"{store.path.name}.run-{run_id}.lock")
+
+
+def _run_locks_of(store: Store) -> dict[str, Path]:
+    """The runs' lock files beside the store, by run id."""
+    prefix = f"{store.path.name}.run-"
+    return {
+        path.name[len(prefix) : -len(".lock")]: path
+        for path in store.path.parent.glob(f"{glob.escape(prefix)}*.lock")
+    }
+
+
+def _hold_run_lock(store: Store, run_id: str) -> None:
+    """Take the run's lock for this process. A lock file that cannot be made (a read-only folder)
+    leaves the run to be judged by its process id, as before there were lock files."""
+    path = _run_lock(store, run_id)
+    if path is None:
+        return
+    try:
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a sweep may hold it a moment (mark_interrupted)
+            if _same_file(fd, path):
+                break
+            os.close(fd)  # the sweep removed it between open and lock: make it again
+    except OSError:
+        return
+    with _run_locks_guard:
+        _run_locks[run_id] = fd
+
+
+def _release_run_lock(store: Store, run_id: str, ended: bool) -> None:
+    """Let go of the run's lock: the run stops here. When its end is written (`ended`), its lock file
+    goes too; else the file stays, free, and the next mark_interrupted marks the run and removes it."""
+    with _run_locks_guard:
+        fd = _run_locks.pop(run_id, None)
+    if fd is None:
+        return
+    path = _run_lock(store, run_id)
+    if ended and path is not None:
+        with suppress(OSError):
+            if _same_file(fd, path):
+                path.unlink()
+    os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), path.stat()
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _take_free_lock(path: Path) -> int | None:
+    """A descriptor holding the lock file `path` exclusive when it exists and no process holds it
+    (the process that ran the run is gone); None when it does not exist or is held."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def create_run(store: Store, the_plan: Plan, on_busy: OnBusy | None = None) -> str:
-    """Record a planned run, with the process that will run it (pid; in its plan, the machine and
-    the process's start time), so that a run whose process dies can be told apart from one going on.
-    The runs such a death left behind are marked interrupted first."""
-    with suppress(StoreBusy):  # marked the next time
-        mark_interrupted(_quick(store))
+    """Record a planned run, its lock taken by this process until the run ends (execute), so that a
+    run whose process dies can be told apart from one going on. The runs such a death left behind
+    are marked interrupted first."""
+    with suppress(StoreError):  # a busy or full store: marked the next time
+        mark_interrupted(store.with_timeout(HOUSEKEEPING_TRY))
     spec = the_plan.spec
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    # Machine, pid and process start time: what judged runs before lock files, kept for the record.
     process = {"host": socket.gethostname(), "process_start": _process_start(os.getpid())}
     row = [
         run_id,
@@ -482,7 +606,12 @@ def create_run(store: Store, the_plan: Plan, on_busy: OnBusy | None = None) -> s
         with quick.writing() as con:
             con.execute(sql.INSERT_RUN, row)
 
-    _patiently(store, run_id, attempt, on_busy)
+    _hold_run_lock(store, run_id)  # before the run is seen: never a recorded run without its lock
+    try:
+        _Patience(store, run_id, on_busy).attempt(attempt)
+    except BaseException:
+        _release_run_lock(store, run_id, ended=True)  # there is no run
+        raise
     return run_id
 
 
@@ -496,13 +625,43 @@ def execute(
     on_busy: OnBusy | None = None,
 ) -> Progress:
     """Send the plan's jobs, writing each transcript as it arrives. Ends with the run's status
-    in the store: done, failed (stopped by an error no retry fixes) or cancelled. With `grade`,
-    the run's answers are graded every GRADE_SECONDS as they arrive, and once at the end, so that
-    charts fill in while it runs. A write that finds the store busy waits and tries again (for
-    BUSY_PATIENCE seconds; `on_busy` is told the seconds waited each time it tries again)."""
+    in the store: done, failed (stopped by an error no retry fixes) or cancelled, and lets go of the
+    run's lock (create_run). With `grade`, the run's answers are graded every GRADE_SECONDS as they
+    arrive, and once at the end, so that charts fill in while it runs. While the store is busy the
+    run starts no new job and its writes wait and try again (`on_busy` is told the seconds waited
+    each time); once it has been busy BUSY_PATIENCE seconds the run stops and raises StoreBusy."""
+    patience = _Patience(store, run_id, on_busy)
+    ended = False  # the run's end is written
+    try:
+        progress = _execute(store, run_id, the_plan, provider, on_progress, grade, patience)
+        ended = True
+        return progress
+    except Exception as e:
+        ended = isinstance(e, RunStopped)  # written as it stopped
+        if not ended and patience.gave_up is None:
+            # One try: a store that refused the run's writes may refuse this one too. Then the run
+            # stays "running" and, its lock let go, is marked interrupted by the next listing.
+            with suppress(StoreError):
+                with _quick(store).writing() as con:
+                    con.execute(sql.FINISH_RUN, ["failed", f"{type(e).__name__}: {e}", run_id])
+                ended = True
+        raise
+    finally:
+        _release_run_lock(store, run_id, ended)
+
+
+def _execute(
+    store: Store,
+    run_id: str,
+    the_plan: Plan,
+    provider: Provider | None,
+    on_progress: Callable[[Progress], None] | None,
+    grade: Grade | None,
+    patience: _Patience,
+) -> Progress:
     spec = the_plan.spec
     progress = Progress(total=the_plan.n_probes, cached=the_plan.n_cached)
-    writer = _Writer(store, run_id, progress, on_busy)
+    writer = _Writer(store, run_id, progress, patience)
     writer.finish("running", None)
     stop = threading.Event()
     status, message = "done", None
@@ -514,22 +673,30 @@ def execute(
         writer.finish("failed", f"{spec.model}: {e}")
         raise RunStopped(f"{spec.model}: {e}") from e
 
-    def run_job(job: Job, sent: Future) -> None:
+    def run_job(job: Job, sent: Future) -> bool:
         """The job's requests (an "are you sure?" conversation: each turn after the one before), each
         reply written as it arrives; `sent` is resolved once the last request is answered, so that the
-        next job's request goes out while this one writes."""
+        next job's request goes out while this one writes. False when a request failed after its
+        retries (written to errors here: the loop that starts jobs must not wait for a busy store)."""
         try:
             if stop.is_set():
-                return
+                return False
             turn, messages, key, parent = job.turn, list(job.messages), job.key, job.parent
             while True:
-                reply = _send(provider, messages, spec)
+                try:
+                    reply = _send(provider, messages, spec)
+                except RunStopped:
+                    raise
+                except ProviderError as e:
+                    sent.set_result(None)
+                    writer.error(job, spec.model, e.kind, str(e))
+                    return False
                 following = next_turn(turn, messages, reply.text, job.letters) if job.challenge else None
                 if following is None:
                     sent.set_result(None)
                 writer.transcript(_transcript(key, job, run_id, spec, turn, parent, messages, reply))
                 if following is None:
-                    return
+                    return True
                 parent, turn, messages = key, turn + 1, following
                 key = transcript_key(spec.model, spec.base_url, messages, spec.params, job.sample)
         finally:
@@ -540,7 +707,7 @@ def execute(
 
     def cancelled(quiet: bool) -> bool:
         """Whether the user asked to cancel: as the last write read it, or, when nothing has been
-        written for a while (slow requests), as the store says."""
+        written for a while (slow requests, a busy store), as the store says."""
         nonlocal last_check
         if writer.cancel_requested:
             return True
@@ -557,9 +724,16 @@ def execute(
         pending: dict[Future, Job] = {}
         sending: set[Future] = set()
         jobs = iter(the_plan.jobs)
-        # Only `concurrency` requests in flight: a cancel or a fatal error leaves little to wait for.
+        # Only `concurrency` requests in flight, and one more job than that begun and not yet written:
+        # a cancel, a fatal error or a busy store leaves little to wait for, or to hold in memory.
+        # While a write waits for a busy store no job starts.
         while True:
-            while not stop.is_set() and len(sending) < concurrency:
+            while (
+                not stop.is_set()
+                and not patience.busy.is_set()
+                and len(sending) < concurrency
+                and len(pending) <= concurrency
+            ):
                 job = next(jobs, None)
                 if job is None:
                     break
@@ -571,29 +745,32 @@ def execute(
             done, _ = wait([*pending, *sending], timeout=CANCEL_CHECK_SECONDS, return_when=FIRST_COMPLETED)
             sending -= done
             for future in done & pending.keys():
-                job = pending.pop(future)
+                del pending[future]
                 error = future.exception()
                 if error is None:
-                    progress.done += 1
+                    progress.done += future.result()
                 elif isinstance(error, RunStopped):
                     stop.set()
                     status, message = "failed", str(error)
-                elif isinstance(error, ProviderError):
-                    writer.error(job, spec.model, error.kind, str(error))
                 else:
                     stop.set()
                     status, message = "failed", f"{type(error).__name__}: {error}"
             if on_progress is not None:
                 on_progress(progress)
+            if patience.gave_up is not None:
+                stop.set()  # what is in flight ends; its writes fail at once
             if not stop.is_set() and cancelled(quiet=not done):
                 stop.set()
                 status, message = "cancelled", "cancelled by the user"
-            if grade is not None and time.monotonic() - last_grade > GRADE_SECONDS:
+            busy = patience.busy.is_set()
+            if grade is not None and not busy and time.monotonic() - last_grade > GRADE_SECONDS:
                 last_grade = time.monotonic()
                 with suppress(StoreBusy):  # graded the next time, or at the end
                     grade(_quick(store), run_id)
+    if patience.gave_up is not None:
+        raise StoreBusy(patience.gave_up)
     if grade is not None:
-        _patiently(store, run_id, lambda quick: grade(quick, run_id), on_busy)
+        patience.attempt(lambda quick: grade(quick, run_id))
     if status == "done" and progress.failed:
         message = f"{progress.failed} probe(s) failed after retries; run again to retry them"
     writer.finish(status, message)
@@ -626,13 +803,10 @@ def start_background(store: Store, spec: RunSpec, grade: Grade | None) -> str:
     def work() -> None:
         try:
             execute(store, run_id, the_plan, grade=grade)
-        except RunStopped:
-            pass  # the run's status and message are in the store
-        except Exception as e:  # a background thread has no caller to raise to
-            # A store that refused the run's writes may refuse this one too: then the run stays
-            # "running" until this process ends, and is marked interrupted after.
-            with suppress(StoreError), store.writing() as con:
-                con.execute(sql.FINISH_RUN, ["failed", f"{type(e).__name__}: {e}", run_id])
+        except Exception:  # a background thread has no caller to raise to
+            pass  # execute wrote the run's status and message, or its lock let go marks it interrupted
+        finally:
+            _release_run_lock(store, run_id, ended=False)  # whatever ended the thread (execute let go)
 
     thread = threading.Thread(target=work, name=f"run-{run_id}", daemon=True)
     _background[run_id] = thread
@@ -645,13 +819,22 @@ def cancel(store: Store, run_id: str) -> None:
         con.execute(sql.REQUEST_CANCEL, [run_id])
 
 
+# store file -> when this process last looked for runs of dead processes in it (list_runs)
+_housekept: dict[Path, float] = {}
+
+
 def list_runs(store: Store, limit: int = 20) -> pd.DataFrame:
-    """Recent runs, those whose process died marked interrupted first (mark_interrupted). The
-    message of a run of this process waiting for a busy store says so, with the seconds waited."""
-    with suppress(StoreBusy):  # marked the next time
-        mark_interrupted(_quick(store))
+    """Recent runs, those whose process died marked interrupted first (mark_interrupted, at most every
+    HOUSEKEEPING_SECONDS, and only when the store is free at once: a busy or full store leaves them
+    for the next time, and the listing is read all the same). The message of a run of this process
+    waiting for a busy store says so, with the seconds waited."""
+    now = time.monotonic()
+    if now - _housekept.get(store.key, -HOUSEKEEPING_SECONDS) >= HOUSEKEEPING_SECONDS:
+        _housekept[store.key] = now
+        with suppress(StoreError):
+            mark_interrupted(store.with_timeout(HOUSEKEEPING_TRY))
     runs = store.frame(sql.LIST_RUNS, [limit])
-    for run_id in set(_busy_since) & set(runs["run_id"]):
+    for run_id in runs["run_id"]:
         waited = store_wait(run_id)
         if waited is not None:
             runs.loc[runs["run_id"] == run_id, "message"] = f"store busy, waiting… {waited:.0f} s"
@@ -659,23 +842,50 @@ def list_runs(store: Store, limit: int = 20) -> pd.DataFrame:
 
 
 def mark_interrupted(store: Store) -> list[str]:
-    """Mark as interrupted (with a message) each run "planned" or "running" whose process, on this
-    machine, has ended: killed, or the machine restarted. Returns their ids. A run of another machine
-    is left alone: its process cannot be seen from here. Running it again sends only what is missing."""
+    """Mark as interrupted (with a message) each run "planned" or "running" whose process has ended
+    (killed, or the machine restarted), and remove the lock files of runs that are over. Returns the
+    ids marked. Which runs are over is read, and tested on their lock files (see above); the store is
+    written only when there is one to mark. A run stored before lock files is judged by its process:
+    one of another machine is left alone, its process cannot be seen from here. Running it again
+    sends only what is missing."""
     host = socket.gethostname()
-    gone = [
-        (run_id, pid)
-        for run_id, pid, run_host, started in store.query(sql.OPEN_RUNS)
-        if run_host in (None, host) and not _alive(pid, started)
-    ]
-    if gone:
-        with store.writing() as con:
-            for run_id, pid in gone:
-                message = (
-                    f"interrupted: its process ({pid}) ended before it did; "
-                    "run it again to send only what is missing"
-                )
-                con.execute(sql.MARK_INTERRUPTED, [message, run_id])
+    open_runs = store.query(sql.OPEN_RUNS)
+    taken: dict[str, int] = {}  # run id -> its lock, taken: the run's process is gone
+    try:
+        gone = []
+        for run_id, pid, run_host, started in open_runs:
+            path = _run_lock(store, run_id)
+            if path is not None and path.exists():
+                fd = _take_free_lock(path)
+                if fd is not None:
+                    taken[run_id] = fd
+                    gone.append((run_id, pid))
+            elif run_host in (None, host) and not _alive(pid, started):
+                gone.append((run_id, pid))
+        if gone:
+            with store.writing() as con:
+                for run_id, pid in gone:
+                    message = (
+                        f"interrupted: its process ({pid}) ended before it did; "
+                        "run it again to send only what is missing"
+                    )
+                    con.execute(sql.MARK_INTERRUPTED, [message, run_id])
+        # Marked, or over already (a process that died between its last write and removing its
+        # lock file): the lock files go.
+        still_open = {run_id for run_id, *_ in open_runs} - {run_id for run_id, _ in gone}
+        for run_id, path in _run_locks_of(store).items():
+            if run_id not in still_open and run_id not in taken:
+                fd = _take_free_lock(path)
+                if fd is not None:
+                    taken[run_id] = fd
+        for run_id, fd in taken.items():
+            path = _run_lock(store, run_id)
+            with suppress(OSError):
+                if path is not None and _same_file(fd, path):
+                    path.unlink()
+    finally:
+        for fd in taken.values():
+            os.close(fd)
     return [run_id for run_id, _ in gone]
 
 
@@ -696,6 +906,8 @@ def _alive(pid: Any, started: str | None = None) -> bool:
         return False
     try:
         os.kill(int(pid), 0)
-    except (ProcessLookupError, PermissionError, ValueError):
+    except PermissionError:  # it runs, as another user
+        pass
+    except (ProcessLookupError, ValueError, OverflowError):
         return False
     return started is None or _process_start(int(pid)) in (None, started)

@@ -20,6 +20,9 @@ IDLE (0.1 s) without reads; one closer thread per process (_Closer) watches the 
   are already in to end and closes the lease (`drain`); then it takes the lock, which it gets as
   soon as the reads of other processes already in end (their leases close when their last read
   ends and they find the gate taken). Readers that came while it waited read after it.
+A read inside a read of the same store on the same thread uses the outer read's database (going
+in again could wait behind a writer that waits for the outer read), and a write there is refused at
+once with RuntimeError (it would wait for the read around it).
 Waiting is bounded: an operation that cannot get in within `timeout` seconds raises StoreBusy
 naming the file (a run in another process holds the file for milliseconds per transcript, so this
 means a long read, such as an export, or something stuck; a run waits and tries again,
@@ -141,42 +144,61 @@ class _ReadLease:
         self.cond = threading.Condition()
         self.con: duckdb.DuckDBPyConnection | None = None
         self.held: ExitStack | None = None  # the shared lock, while open
+        self.opening = False  # a thread is opening the database, outside `cond`
         self.active = 0
         self.last_used = 0.0
 
-    def acquire(self, store: Store) -> duckdb.DuckDBPyConnection | None:
-        """A cursor on the open database, opening it if needed; None when a writer waits."""
+    def acquire(self, store: Store, deadline: float) -> duckdb.DuckDBPyConnection | None:
+        """A cursor on the open database, opening it if needed; None when a writer waits. The
+        database is opened outside `cond` (`opening`), so that the reads of this process wait for
+        it only until their own deadline, and the lease's other work never waits for the file."""
         with self.cond:
-            if self.con is None:
-                if not self._open(store):
+            while self.con is None and self.opening:  # another thread opens it: wait for that
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise store._busy()
+                self.cond.wait(left)
+            if self.con is not None:
+                if _writer_waiting(self.gate_path):
+                    if self.active == 0:
+                        self._close()
                     return None
-            elif _writer_waiting(self.gate_path):
-                if self.active == 0:
-                    self._close()
-                return None
-            self.active += 1
-            return self.con.cursor()
+                self.active += 1
+                return self.con.cursor()
+            self.opening = True
+        opened = None
+        try:
+            opened = self._open(store, deadline)
+        finally:
+            with self.cond:
+                self.opening = False
+                if opened is not None:
+                    self.con, self.held = opened
+                    self.active += 1
+                self.cond.notify_all()
+        if opened is None:
+            return None
+        _closer.watch()
+        return opened[0].cursor()
 
-    def _open(self, store: Store) -> bool:
+    def _open(self, store: Store, deadline: float) -> tuple[duckdb.DuckDBPyConnection, ExitStack] | None:
         # The gate is tried, not waited for: a writer waiting there goes first, and the reader
         # queues behind it at the gate (Store.reading). Had, it is held until the lock is, so
         # that no writer can start waiting in between.
         gate = _try_shared(self.gate_path)
         if gate is None:
-            return False
+            return None
         held = ExitStack()
         try:
             # A writer that has the lock is writing (one short transaction): wait for it.
-            held.enter_context(store._wait_for(self.lock_path, False, time.monotonic() + store.timeout))
-            self.con = store._connect(read_only=True)
+            held.enter_context(store._wait_for(self.lock_path, False, deadline))
+            con = store._connect(read_only=True)
         except BaseException:
             held.close()
             raise
         finally:
             os.close(gate)
-        self.held = held
-        _closer.watch()
-        return True
+        return con, held
 
     def release(self, cursor: duckdb.DuckDBPyConnection) -> None:
         cursor.close()
@@ -193,7 +215,7 @@ class _ReadLease:
         The caller holds the gate, so no new read comes in meanwhile."""
         with self.cond:
             left = max(0.0, deadline - time.monotonic())
-            if not self.cond.wait_for(lambda: self.active == 0, timeout=left):
+            if not self.cond.wait_for(lambda: self.active == 0 and not self.opening, timeout=left):
                 raise store._busy()
             self._close()
 
@@ -264,6 +286,16 @@ class _Closer:
 
 _leases: dict[Path, _ReadLease] = {}
 _leases_lock = threading.Lock()
+_thread_reads = threading.local()
+
+
+def _reads_of_thread() -> dict[Path, duckdb.DuckDBPyConnection]:
+    """The reads this thread is in: store file -> the database it reads through."""
+    if not hasattr(_thread_reads, "by_store"):
+        _thread_reads.by_store = {}
+    return _thread_reads.by_store
+
+
 _closer = _Closer()
 atexit.register(_closer.close_all)
 
@@ -275,6 +307,7 @@ class Store:
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.gate_path = self.path.with_name(self.path.name + ".gate")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.key = self.path.resolve()  # one lease, and one read per thread, for each file
         self._prepare()
 
     # -- connections ----------------------------------------------------------------------
@@ -319,10 +352,9 @@ class Store:
             yield
 
     @contextmanager
-    def _locked(self, exclusive: bool) -> Iterator[None]:
+    def _locked(self, exclusive: bool, deadline: float) -> Iterator[None]:
         """The lock, taken through the gate; a writer drains this process's read lease while it
         holds the gate (see the module docstring)."""
-        deadline = time.monotonic() + self.timeout
         with ExitStack() as held:
             with self._wait_for(self.gate_path, exclusive, deadline):
                 if exclusive:
@@ -333,33 +365,53 @@ class Store:
     @property
     def _lease(self) -> _ReadLease:
         with _leases_lock:
-            key = self.path.resolve()
-            if key not in _leases:
-                _leases[key] = _ReadLease(self)
-            return _leases[key]
+            if self.key not in _leases:
+                _leases[self.key] = _ReadLease(self)
+            return _leases[self.key]
 
     @contextmanager
     def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        lease = self._lease
-        cursor = lease.acquire(self)
-        if cursor is not None:
+        """A read. A read inside another read of this store on the same thread uses the outer
+        read's database: going in again would wait behind a writer that waits for the outer read."""
+        reads = _reads_of_thread()
+        outer = reads.get(self.key)
+        if outer is not None:
+            cursor = outer.cursor()
             try:
                 yield cursor
             finally:
-                lease.release(cursor)
+                cursor.close()
             return
-        with self._locked(exclusive=False):  # a writer waits: queue behind it at the gate
-            con = self._connect(read_only=True)
-            try:
-                yield con
-            finally:
-                con.close()
+        deadline = time.monotonic() + self.timeout
+        lease = self._lease
+        cursor = lease.acquire(self, deadline)
+        try:
+            if cursor is not None:
+                reads[self.key] = cursor
+                yield cursor
+                return
+            with self._locked(exclusive=False, deadline=deadline):  # a writer waits: queue behind it
+                con = self._connect(read_only=True)
+                try:
+                    reads[self.key] = con
+                    yield con
+                finally:
+                    con.close()
+        finally:
+            reads.pop(self.key, None)
+            if cursor is not None:
+                lease.release(cursor)
 
     @contextmanager
     def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction: committed if the block ends normally, rolled back if it raises. A write
         the disk refuses raises StoreError naming the file, and nothing of it is stored."""
-        with self._locked(exclusive=True):
+        if self.key in _reads_of_thread():
+            raise RuntimeError(
+                f"a write to store {self.path} inside a read of it on the same thread: the write "
+                "would wait for the read to end, which waits for the write; end the read first"
+            )
+        with self._locked(exclusive=True, deadline=time.monotonic() + self.timeout):
             con = self._connect(read_only=False)
             try:
                 con.execute("BEGIN TRANSACTION")
