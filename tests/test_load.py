@@ -199,3 +199,12 @@ def test_a_failing_background_refresh_is_not_retried_on_every_read(monkeypatch):
         assert latest.get(("k",), ("v2",), True, failing) == "first"
         wait_for(lambda: not latest.refreshing, "no refresh")
     assert len(attempts) == 1
+
+
+def test_a_lagging_slow_read_says_how_old_it_is(monkeypatch):
+    latest = reads.Latest()
+    monkeypatch.setattr(reads, "FOLLOW_EVERY", 3600.0)
+    latest.get(("k",), ("v1",), True, lambda: "made at v1")
+    assert latest.age(("k",), ("v1",)) is None  # up to date: nothing to say
+    latest.get(("k",), ("v2",), True, lambda: "made at v2")  # a run goes on: the old value stays
+    assert latest.age(("k",), ("v2",)) >= 0

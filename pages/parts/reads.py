@@ -67,9 +67,26 @@ def cached(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     path = str(store().path)
     kwargs_key = tuple(sorted(kwargs.items()))
     if fn in SLOW:
-        key = (path, fn.__module__, fn.__name__, repr(args), repr(kwargs_key))  # SLOW's arguments: names
+        key = _slow_key(path, fn, args, kwargs)
         return _LATEST.get(key, _version(path), _run_going(path), lambda: fn(_open(path), *args, **kwargs))
     return _call(fn.__module__, fn.__name__, path, _version(path), args, kwargs_key)
+
+
+def _slow_key(path: str, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> tuple:
+    return (path, fn.__module__, fn.__name__, repr(args), repr(tuple(sorted(kwargs.items()))))  # names only
+
+
+def behind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> str | None:
+    """For a slow read that a running run has moved past (cached() gave its newest value, not the
+    data's), a caption saying how old it is; None when it is up to date."""
+    path = str(store().path)
+    age = _LATEST.age(_slow_key(path, fn, args, kwargs), _version(path))
+    if age is None:
+        return None
+    return (
+        f"As of {age:.0f} s ago: while a run writes, this follows it every {FOLLOW_EVERY:.0f} s or more; "
+        "the progress counts are current."
+    )
 
 
 def runs() -> pd.DataFrame:
@@ -112,6 +129,12 @@ class Latest:
         # When a run last ended (settle): values made before then are computed again in the
         # foreground, though another run goes on, so that the ended run's last answers count.
         self.settled = 0.0
+
+    def age(self, key: tuple, version: tuple) -> float | None:
+        """Seconds since the value of `key` was made, if it is not of `version`; else None."""
+        with self.lock:
+            held = self.values.get(key)
+        return time.monotonic() - held[1] if held is not None and held[0] != version else None
 
     def settle(self) -> None:
         with self.lock:
