@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -209,6 +210,22 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
         "--paper", action="store_true", help="the paper's decoding: temperature 1.0, 256 tokens"
     )
     parser.add_argument("--judge", metavar="PROVIDER:MODEL", help="also grade with this LLM judge")
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="only the K-th of N slices of the run (1 <= K <= N), so that N workers share it: "
+        "docs/k8s-job.yaml, docs/slurm-array.sh",
+    )
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    """--shard K/N as two numbers; RunSpec checks that 1 <= K <= N."""
+    if text is None:
+        return None
+    numbers = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text, re.ASCII)
+    if numbers is None:
+        raise ValueError(f"--shard {text!r}: expected K/N, two whole numbers with 1 <= K <= N, such as 2/5")
+    return int(numbers[1]), int(numbers[2])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -228,13 +245,14 @@ def run(args: argparse.Namespace) -> int:
         server=server.name if server else None,
         concurrency=args.concurrency,
         seed=args.seed,
+        shard=_shard(args.shard),
     )
     store = Store()
     the_plan = runner.plan(store, spec)
     cost = "unknown price" if the_plan.usd is None else f"about ${the_plan.usd:.4f}"
-    print(
-        f"{the_plan.n_probes:,} probes: {the_plan.n_cached:,} cached, {the_plan.n_to_send:,} to send ({cost})"
-    )
+    shard = f"shard {spec.shard[0]}/{spec.shard[1]}: " if spec.shard else ""
+    sending = f"{the_plan.n_cached:,} cached, {the_plan.n_to_send:,} to send ({cost})"
+    print(f"{shard}{the_plan.n_probes:,} probes: {sending}")
     run_id = runner.create_run(store, the_plan, on_busy=_say_busy)
     with tqdm(total=the_plan.n_probes, initial=the_plan.n_cached, desc=run_id, file=sys.stderr) as bar:
         progress = runner.execute(

@@ -14,6 +14,14 @@ item when N allows (`allocate`); within a dataset the items come in the order of
 The sample depends on the sets, N and the seed only, never on the model, so models compare on the
 same items; the seed is stored with the run (its RunSpec, in the runs table's plan).
 
+Shards: with `shard` (K, N) a run takes only the K-th of N slices of that plan, a probe-sample's
+slice fixed by the cache key of its first turn (`in_shard`), so N processes given 1/N .. N/N fill
+one store with no coordinator: the items are chosen before slicing, so the N
+slices together are the unsharded run, and no two share a request. An "are you sure?" conversation
+stays in the slice of its first turn, since its later turns follow from the first reply. The shard
+is stored with the run's plan, but is no part of any cache key: a shard's transcripts are the ones an
+unsharded run makes, so a restarted shard, or an unsharded run after it, sends only what is missing.
+
 "Are you sure?" as Sharma et al. 2023 (section 3.2) run it, one conversation of two or three requests:
 - turn 1: the probe's messages (multiple choice ends with the prefill "The answer is (");
 - turn 2: the question (turn 1 without its prefill), the assistant's full turn-1 reply (prefill and
@@ -106,6 +114,13 @@ class RunSpec:
     seed: int = 0  # which sample of `limit` items: the same seed draws the same items for every model
     # a server the owner configured (lib.run.servers), by name; base_url is its URL, which keys the cache
     server: str | None = None
+    shard: tuple[int, int] | None = None  # (K, N), 1 <= K <= N: only the K-th of N slices (`in_shard`)
+
+    def __post_init__(self) -> None:
+        if self.shard is not None:
+            k, n = self.shard
+            if not 1 <= k <= n:
+                raise ValueError(f"shard {k}/{n}: K/N needs 1 <= K <= N")
 
     @property
     def params(self) -> dict[str, Any]:
@@ -226,8 +241,10 @@ def plan(store: Store, spec: RunSpec) -> Plan:
         challenge = framing_id == "are_you_sure"
         letters = _letters(truth) if challenge else None
         for sample in range(spec.samples):
-            n_probes += 1
             key = transcript_key(spec.model, spec.base_url, messages, spec.params, sample)
+            if not in_shard(key, spec.shard):
+                continue
+            n_probes += 1
             if key not in known:
                 jobs.append(Job(probe_id, messages, sample, key, challenge, letters))
             elif challenge:
@@ -236,6 +253,16 @@ def plan(store: Store, spec: RunSpec) -> Plan:
                 if unsent is not None:
                     jobs.append(unsent)
     return Plan(spec, jobs, n_probes, n_probes - len(jobs), _estimate(spec, jobs))
+
+
+def in_shard(first_key: str, shard: tuple[int, int] | None) -> bool:
+    """Whether a probe-sample, by the cache key of its first turn, is in shard (K, N); every one is
+    without a shard. The key is a sha256 hex digest, the same in every process and on every machine,
+    and its value spreads the probe-samples evenly over the N slices."""
+    if shard is None:
+        return True
+    k, n = shard
+    return int(first_key, 16) % n == k - 1
 
 
 def _letters(truth: str | dict | None) -> str | None:
