@@ -120,7 +120,7 @@ if set_ids and name.strip():
     cost[2].metric("To send", f"{plan.n_to_send:,}")
     cost[3].metric(
         "Cost, at most",
-        "unknown" if plan.usd is None else f"${plan.usd:,.2f}",
+        "unknown" if plan.usd is None else f"${plan.usd:,.2f}" if plan.usd >= 0.01 else f"${plan.usd:.4f}",
         help="Every reply taken to use all its max tokens; prices from data/prices.csv",
     )
     may_start = frame.operator("Starting a run")

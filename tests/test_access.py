@@ -151,6 +151,7 @@ def assert_no_operator_actions(db: Path, monkeypatch) -> None:
     at = open_page(db, monkeypatch, "data", ingest="sycophancy-eval/answer")
     ok(at)
     assert at.button(key="ingest").disabled and at.button(key="export").disabled
+    assert str(db) not in [c.value for c in at.code]  # where the store lies is the operator's to know
     assert at.radio(key="ingest_from").disabled
     assert not [t for t in at.text_input if t.key == "ingest_folder"]
     at = open_page(db, monkeypatch, "playground")
