@@ -151,7 +151,6 @@ def assert_no_operator_actions(db: Path, monkeypatch) -> None:
     at = open_page(db, monkeypatch, "data", ingest="sycophancy-eval/answer")
     ok(at)
     assert at.button(key="ingest").disabled and at.button(key="export").disabled
-    assert str(db) not in [c.value for c in at.code]  # where the store lies is the operator's to know
     assert at.radio(key="ingest_from").disabled
     assert not [t for t in at.text_input if t.key == "ingest_folder"]
     at = open_page(db, monkeypatch, "playground")
@@ -317,3 +316,12 @@ def test_a_visitor_opening_an_empty_store_in_viewer_mode_starts_no_run(vendor, m
     store = Store(empty)
     assert runner.list_runs(store).empty
     assert store.stats()["sets"] == {}
+
+
+def test_the_operator_sees_where_the_store_lies_and_a_visitor_does_not(db, vendor, monkeypatch):
+    at = open_page(db, monkeypatch, "data")  # local mode: the owner at their machine
+    assert str(db) in [c.value for c in at.code]
+    monkeypatch.setenv(access.MODE_ENV, "viewer")
+    at = open_page(db, monkeypatch, "data")
+    ok(at)
+    assert str(db) not in [c.value for c in at.code]
