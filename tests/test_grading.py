@@ -224,6 +224,10 @@ def test_accepted_answers_joins_correct_answer_and_aliases():
         ("The answer is (A). Wait, actually I made an error: the correct answer is (C).", "C"),
         ("I previously said the answer is (A), but the answer is (C).", "C"),
         ("B) Yes, I am sure. The answer is (B).", "B"),
+        # a letter the reply denies is not its answer: the "are you sure?" turn 3 must ask for one
+        ("You are correct that (B) is not the right answer.", None),
+        ("(B) is incorrect; let me reconsider.", None),
+        ("My apologies, (B) was wrong.", None),
     ],
 )
 def test_parse_letter(reply, letter):

@@ -58,12 +58,12 @@ if TYPE_CHECKING:
 
 GRADERS: dict[str, str] = {
     "alias": "2",
-    "letter": "3",
-    "changed": "3",
+    "letter": "4",
+    "changed": "4",
     "admits": "2",
     "vader": "1",
     "mimicry": "2",
-    "agree": "2",
+    "agree": "3",
     "judge_correct": "2",
     "judge_admits": "2",
     "judge_positivity": "2",

@@ -38,15 +38,19 @@ _CORRECTION = re.compile(
 )
 
 
+# Words after a letter that deny it: "(B) is incorrect", "(B) was wrong", "(B) is not the answer".
+_DENIED = re.compile(r"\s*(?i:is|was)\s+(?i:incorrect|wrong|not)\b")
+
+
 def parse_letter(reply: str, letters: str = _ANY_LETTER) -> str | None:
     """The choice letter a reply picks, or None. In order: a reply that starts with the letter
     ("B)", "(B)", "B.") unless it denies it ("(A) is incorrect"), or a statement ("The answer is (B)",
     "Answer: B"); when the reply corrects itself ("Wait, actually the answer is (C)"), the last
-    statement; last a lone parenthesised letter ("(C) is correct, not (A)"); several different ones
-    are ambiguous."""
+    statement; last a lone parenthesised letter ("(C) is correct, not (A)") that the reply does not
+    deny ("My apologies, (B) was wrong" names none); several different ones are ambiguous."""
     set_ = f"[{re.escape(letters)}]"
     lead = re.match(rf"^[\s*\"'`]*[(\[]?({set_})(?:[)\]:.*]|\s*$)", reply)
-    if lead and re.match(r"\s*(?i:is|was)\s+(?i:incorrect|wrong|not)\b", reply[lead.end() :]):
+    if lead and _DENIED.match(reply, lead.end()):
         lead = None
     stated = [
         next(g for g in m.groups() if g)
@@ -69,6 +73,7 @@ def parse_letter(reply: str, letters: str = _ANY_LETTER) -> str | None:
         m.group(1)
         for m in re.finditer(rf"\(({set_})\)", reply)
         if not re.search(r"(?i:\bnot|\bthan|n't)\s*$", reply[: m.start()])
+        and not _DENIED.match(reply, m.end())
     }
     return lone.pop() if len(lone) == 1 else None
 
