@@ -85,7 +85,5 @@ if task in CHARTED:
     st.plotly_chart(charts.rate_bars(rows, value, low, high, title, axis, x="source", n=n), width="stretch")
     graded_by = browse.grader_note(", ".join(sorted(set(rows["grader"]))), show.md)
     st.caption(f"95% intervals; n (in the hover) counts decided pairs. Graded by {graded_by}. ")
-    lag = reads.behind(browse.metric_tables, reads.judge())
-    if lag:
-        st.caption(lag)
+    reads.say_if_behind(browse.metric_tables, reads.judge())
     st.caption(metrics.CORRECT_RULE)

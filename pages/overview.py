@@ -46,9 +46,7 @@ for start in (0, 3):
                 st.caption(card.what)
                 st.caption(card_caption(card))
 st.caption(metrics.CORRECT_RULE)
-lag = reads.behind(browse.metric_tables, judge)
-if lag:
-    st.caption(lag)
+reads.say_if_behind(browse.metric_tables, judge)
 
 st.subheader("Accuracy drop by model and framing")
 accuracy = tables["accuracy"]

@@ -169,9 +169,7 @@ def watch() -> None:
         table = reads.cached(browse.run_accuracy, run["model"], plan_sets)
         title = f"Accuracy of {run['model']} so far"
         st.plotly_chart(reads.figure(charts.accuracy, table, title), width="stretch")
-        lag = reads.behind(browse.run_accuracy, run["model"], plan_sets)
-        if lag:
-            st.caption(lag)
+        reads.say_if_behind(browse.run_accuracy, run["model"], plan_sets)
     with st.expander("Recent runs"):
         st.dataframe(runs.drop(columns=["plan", "params", "pid"], errors="ignore"), hide_index=True)
 

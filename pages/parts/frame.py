@@ -88,9 +88,9 @@ def operator(action: str) -> bool:
     """may_operate(), and when not, a caption saying why `action` (e.g. "Starting a run") is off.
     A page disables the action's control with it, and checks it again when the control fires:
     Streamlit drops a forged click of a disabled button only in its recent versions."""
-    if may_operate():
+    current, _, configured = _access()
+    if access.may_operate(current, st.session_state.get(_ENTERED), configured):
         return True
-    configured = _access()[2]
     st.caption(
         f"{action} needs the operator password (in the sidebar): this dashboard is in viewer mode."
         if configured

@@ -76,17 +76,16 @@ def _slow_key(path: str, fn: Callable[..., Any], args: tuple, kwargs: dict[str, 
     return (path, fn.__module__, fn.__name__, repr(args), repr(tuple(sorted(kwargs.items()))))  # names only
 
 
-def behind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> str | None:
-    """For a slow read that a running run has moved past (cached() gave its newest value, not the
-    data's), a caption saying how old it is; None when it is up to date."""
+def say_if_behind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Under a slow read that a running run has moved past (cached() gave its newest value, not the
+    data's), a caption saying how old it is; nothing when it is up to date."""
     path = str(store().path)
     age = _LATEST.age(_slow_key(path, fn, args, kwargs), _version(path))
-    if age is None:
-        return None
-    return (
-        f"As of {age:.0f} s ago: while a run writes, this follows it every {FOLLOW_EVERY:.0f} s or more; "
-        "the progress counts are current."
-    )
+    if age is not None:
+        st.caption(
+            f"As of {age:.0f} s ago: while a run writes, this follows it every {FOLLOW_EVERY:.0f} s or "
+            "more; the progress counts are current."
+        )
 
 
 def runs() -> pd.DataFrame:
