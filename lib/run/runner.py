@@ -511,11 +511,11 @@ class _Writer:
 
     def _update(self, con, status: str, message: str | None = None) -> None:
         p = self.progress
-        con.execute(
+        row = con.execute(
             sql.UPDATE_RUN_PROGRESS,
             [status, p.cached, p.done, p.failed, p.cost_usd, message, self.run_id],
-        )
-        if con.execute(sql.CANCEL_REQUESTED, [self.run_id]).fetchall()[0][0]:
+        ).fetchone()
+        if row and row[0]:
             self.cancel_requested = True
 
 

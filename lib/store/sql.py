@@ -150,8 +150,9 @@ INSERT_IMPORTED = """INSERT INTO transcripts (transcript_id, probe_id, model, pa
 
 INSERT_RUN = """INSERT INTO runs (run_id, created_at, updated_at, status, model, base_url, params,
     plan, n_planned, estimate_usd, pid) VALUES (?, now(), now(), ?, ?, ?, ?, ?, ?, ?, ?)"""
+# with the cancel flag back, so that each transcript's write asks no second statement
 UPDATE_RUN_PROGRESS = """UPDATE runs SET updated_at = now(), status = ?, n_cached = ?, n_done = ?,
-    n_failed = ?, cost_usd = ?, message = ? WHERE run_id = ?"""
+    n_failed = ?, cost_usd = ?, message = ? WHERE run_id = ? RETURNING cancel_requested"""
 FINISH_RUN = "UPDATE runs SET updated_at = now(), status = ?, message = ? WHERE run_id = ?"
 CANCEL_REQUESTED = "SELECT cancel_requested FROM runs WHERE run_id = ?"
 REQUEST_CANCEL = "UPDATE runs SET cancel_requested = true WHERE run_id = ?"
