@@ -231,9 +231,7 @@ def plan(store: Store, spec: RunSpec) -> Plan:
     known = {row[0] for row in store.query(sql.KNOWN_FOR_MODEL, [spec.model, spec.base_url])}
     stored: dict[str, str] = {}  # the replies of this model's "are you sure?" conversations
     if any(framing_id == "are_you_sure" for _, framing_id, _, _ in probes):
-        stored = dict(
-            store.query(sql.KNOWN_CHALLENGE_REPLIES, [spec.model, spec.base_url, list(spec.set_ids)])
-        )
+        stored = dict(store.query(sql.KNOWN_CHALLENGE_REPLIES, [spec.model, spec.base_url]))
     jobs: list[Job] = []
     n_probes = 0
     for probe_id, framing_id, messages_text, truth in probes:

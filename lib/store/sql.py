@@ -132,10 +132,11 @@ PLAN_PROBES = """WITH quota AS (SELECT unnest($quota, recursive := true)),
     ORDER BY p.set_id, d.position, p.framing_id"""
 KNOWN_FOR_MODEL = "SELECT transcript_id FROM transcripts WHERE model = ? AND base_url IS NOT DISTINCT FROM ?"
 # The replies of a model's "are you sure?" conversations, to find the turns a killed run left unsent.
+# Of every set: a transcript is keyed by its messages, so a conversation another set sent first
+# (the same rows ingested twice) is this one's too.
 KNOWN_CHALLENGE_REPLIES = """SELECT t.transcript_id, t.response
     FROM transcripts t JOIN probes p USING (probe_id)
-    WHERE t.model = ? AND t.base_url IS NOT DISTINCT FROM ? AND p.framing_id = 'are_you_sure'
-        AND list_contains(?, p.set_id)"""
+    WHERE t.model = ? AND t.base_url IS NOT DISTINCT FROM ? AND p.framing_id = 'are_you_sure'"""
 # Replies made elsewhere (lib.run.imports): never sent, so no run, server, tokens, latency or cost.
 IMPORT_ITEMS = "SELECT item_id, task, truth FROM items WHERE item_id IN (SELECT unnest(?))"
 IMPORT_PROBES = "SELECT probe_id, messages FROM probes WHERE probe_id IN (SELECT unnest(?))"
