@@ -3,6 +3,7 @@ in a background worker, and watch it fill in."""
 
 import json
 
+import pandas as pd
 import streamlit as st
 
 from lib.measure import grading
@@ -139,19 +140,24 @@ else:
     st.info("Choose a model and at least one set.")
 
 
-@st.fragment(run_every=2)
-def watch() -> None:
-    """The chosen run (the link's, else the newest), refreshed every two seconds while this page is
-    open: a reload or another tab finds a running run where it is. Its counts come from the runs table
-    (read once a second for all sessions), its chart from reads that follow the run's answers every
-    few seconds (reads.SLOW)."""
-    runs = reads.runs()
+def watched(runs: pd.DataFrame) -> dict | None:
+    """The chosen run: the link's, else the newest."""
     if runs.empty:
-        st.caption("No runs yet.")
-        return
+        return None
     chosen = url.param("run")
     rows = runs[runs["run_id"] == chosen] if chosen else runs.iloc[0:0]
-    run = (rows if not rows.empty else runs).iloc[0].to_dict()
+    return (rows if not rows.empty else runs).iloc[0].to_dict()
+
+
+def watch() -> None:
+    """The chosen run, refreshed every two seconds while it goes on: a reload or another tab finds a
+    running run where it is. Its counts come from the runs table (read once a second for all
+    sessions), its chart from reads that follow the run's answers every few seconds (reads.SLOW)."""
+    runs = reads.runs()
+    run = watched(runs)
+    if run is None:
+        st.caption("No runs yet.")
+        return
     st.subheader(f"Run {show.md(run['run_id'])}")
     st.caption(f"{show.md(run['model'])}, started {run['created_at']:%Y-%m-%d %H:%M:%S}")
     live.run_status(run)
@@ -182,4 +188,13 @@ def runner_sets(run: dict) -> list[str]:
         return []
 
 
-watch()
+# A finished run changes no more: its page is drawn once, not every two seconds. A run that starts
+# elsewhere reruns the whole page (live.live_runs), and then this polls again; so does a run just
+# started here that the runs read (shared, a second old) does not hold yet.
+shown = watched(reads.runs())
+finished = (
+    shown is not None
+    and shown["status"] not in ("planned", "running")
+    and url.param("run") in (None, shown["run_id"])
+)
+st.fragment(watch, run_every=None if finished else 2)()

@@ -5,6 +5,7 @@ waits on the state the Streamlit front end itself reports."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,13 +13,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 
 from playwright.async_api import Browser as AsyncBrowser
 from playwright.async_api import Page as AsyncPage
 from playwright.async_api import async_playwright
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from lib.paths import REPO
 
@@ -140,6 +142,24 @@ def after_rerun(page: Page, action: Callable[[], object]) -> None:
     settle(page)
 
 
+def commit_text(page: Page, field: Locator, value: str, key: str = "Enter") -> None:
+    """Type `value` into a text or number field, commit it with `key` and wait for the script run that
+    takes it. The field's "Press Enter to apply" goes when the page has committed the value. The run
+    usually shows as a new start; one that begins while a timer fragment runs merges into that run
+    (the state stays "running"), so that start is waited for only briefly. Callers then check the
+    value's effect."""
+    before = page.evaluate("window.__runs")
+    field.fill(value)
+    field.press(key)
+    expect(page.get_by_text(_TO_APPLY)).to_have_count(0)
+    with suppress(PlaywrightTimeoutError):
+        page.wait_for_function("n => window.__runs > n", arg=before, timeout=5_000)
+    settle(page)
+
+
+_TO_APPLY = re.compile(r"^Press (Ctrl|⌘)?\+?Enter to apply$")
+
+
 def settle(page: Page, timeout: float = WAIT_MS) -> None:
     """Wait until the app is connected and no script run is going on. A fragment that reruns on a
     timer makes this briefly false now and then; callers wait for what they expect to see first."""
@@ -187,9 +207,8 @@ def problems(page: Page) -> list[str]:
 
 def charts_drawn(page: Page, timeout: float = WAIT_MS) -> None:
     """Wait until every Plotly chart on the page has drawn its SVG."""
-    charts = page.get_by_test_id("stPlotlyChart")
-    for i in range(charts.count()):
-        expect(charts.nth(i).locator(".main-svg").first).to_be_attached(timeout=timeout)
+    # one predicate over all charts at once: a fragment that reruns may add or drop one meanwhile
+    page.wait_for_function(_CHARTS_DRAWN, timeout=timeout)
 
 
 def shoot(page: Page, path: Path, whole: bool = True, max_height: int = 6000) -> Path:
@@ -209,6 +228,9 @@ def shoot(page: Page, path: Path, whole: bool = True, max_height: int = 6000) ->
         page.set_viewport_size(size)
     return path
 
+
+_CHARTS_DRAWN = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+  .every((c) => c.querySelector(".main-svg"))"""
 
 # The same "rendered" as open_url, settle and charts_drawn together, as one predicate the page itself
 # evaluates: the load test drives many sessions at once from one thread with Playwright's asyncio API,

@@ -294,10 +294,10 @@ def test_a_served_dashboard_in_a_browser_signs_the_operator_in(db, monkeypatch, 
         expect(start).to_be_disabled()
         expect(page.get_by_text("needs the operator password")).to_be_visible()
         field = browser.widget(page, "operator_entry").locator("input")
-        browser.after_rerun(page, lambda: (field.fill("not the password"), field.press("Enter")))
+        browser.commit_text(page, field, "not the password")
         expect(page.get_by_text("Wrong password.")).to_be_visible()
         expect(start).to_be_disabled()
-        browser.after_rerun(page, lambda: (field.fill(PASSWORD), field.press("Enter")))
+        browser.commit_text(page, field, PASSWORD)
         expect(page.get_by_text("signed in as the operator")).to_be_visible()
         expect(start).to_be_enabled()
         assert browser.problems(page) == []

@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from lib.probes import probesets
 from tests import browser, fixtures
-from tests.browser import WAIT_MS, after_rerun, choose, open_url, problems, settle, shoot, widget
+from tests.browser import WAIT_MS, after_rerun, choose, commit_text, open_url, problems, settle, shoot, widget
 from tests.fixtures import HOSTILE, MODELS
 
 SHOTS = browser.REPO / "artifacts" / "e2e"
@@ -157,8 +157,7 @@ def test_model_text_with_html_and_markdown_shows_as_plain_text(app, chromium, ta
     page = opened.page
     open_url(page, f"{app}/transcripts", "Transcripts")
     search = page.get_by_label("Search the question and the reply")
-    search.fill("alert(1)")
-    after_rerun(page, lambda: search.press("Enter"))
+    commit_text(page, search, "alert(1)")
     expect(page.get_by_text("1 answer matches")).to_be_visible()
     open_first_row(page)
     expect(page.get_by_role("heading", name="trivia-mini#3 · bundled:smollm2 · Neutral")).to_be_visible()
@@ -233,9 +232,8 @@ def test_a_small_run_on_the_bundled_model_fills_its_chart_and_outlives_a_reload(
     choose(page, "url_sets", facts)
     choose(page, "url_framings", SUGGESTS_WRONG)
     for label, value in (("Items per set", "2"), ("Max tokens", "32")):
-        box = page.get_by_label(label, exact=True)  # not the help button that names it too
-        box.fill(value)
-        after_rerun(page, lambda box=box: box.press("Enter"))
+        # exact: not the help button that names it too
+        commit_text(page, page.get_by_label(label, exact=True), value)
     # two items, each neutral and framed
     expect(metric(page, "To send")).to_have_text("4")
     settle(page)

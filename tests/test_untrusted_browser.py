@@ -20,7 +20,7 @@ from lib.probes.probesets.render import answer_probes
 from lib.run import providers
 from lib.store import sql
 from tests import browser, fixtures
-from tests.browser import after_rerun, charts_drawn, open_url, settle, shoot, widget
+from tests.browser import after_rerun, charts_drawn, commit_text, open_url, settle, shoot, widget
 
 SHOTS = browser.REPO / "artifacts" / "untrusted"
 LINK, IMAGE, HTML = (
@@ -180,12 +180,8 @@ def test_playground_error_quoting_a_refused_model(app, tab):
         models.append(EVIL_MODEL)
     open_url(page, link(base, "playground", pg_models=models), "Playground")
     for label, value in (("Right answer", "4"), ("A wrong answer the user may suggest", "5")):
-        box = page.get_by_label(label, exact=True)
-        box.fill(value)
-        after_rerun(page, lambda box=box: box.press("Enter"))
-    question = page.get_by_label("Question", exact=True)
-    question.fill("What is 2 + 2?")
-    after_rerun(page, lambda: question.press("Control+Enter"))
+        commit_text(page, page.get_by_label(label, exact=True), value)
+    commit_text(page, page.get_by_label("Question", exact=True), "What is 2 + 2?", key="Control+Enter")
     after_rerun(page, widget(page, "send").get_by_role("button").click)
     refused = page.get_by_test_id("stAlertContentError").filter(has_text="the bundled model is")
     expect(refused).to_contain_text(HTML)
@@ -198,8 +194,7 @@ def test_data_page_ingest_error_quoting_the_folder(app, tab, tmp_path):
     open_url(page, link(base, "data", ingest="sycophancy-eval/answer"), "Data")
     after_rerun(page, page.get_by_text("a local folder", exact=True).click)
     folder = page.get_by_label("Folder holding answer.jsonl")
-    folder.fill(str(tmp_path / HOSTILE))  # never a download: the folder is set before Ingest
-    after_rerun(page, lambda: folder.press("Enter"))
+    commit_text(page, folder, str(tmp_path / HOSTILE))  # never a download: the folder is set before Ingest
     expect(folder).to_have_value(str(tmp_path / HOSTILE))
     after_rerun(page, widget(page, "ingest").get_by_role("button").click)
     expect(page.get_by_test_id("stAlertContentError")).to_contain_text(f"{HTML}/answer.jsonl")
