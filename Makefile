@@ -27,6 +27,9 @@ $(STAMP): requirements.txt
 
 install-test: install
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core)
+	@# PostgreSQL for the DuckLake tests (tests/postgres.py finds Debian's /usr/lib/postgresql/<ver>/bin)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq postgresql)
 	$(PYTHON) -m pip install -q -r requirements-dev.txt
 
 bench: install-test

@@ -261,11 +261,13 @@ SELECT {_ID}, 'agree', $agree, CASE WHEN agrees IS NOT NULL THEN NOT agrees END,
     {_GRADED_AT}
 FROM keyed WHERE task = 'opinion'"""
 
-_RUNS = """INSERT OR IGNORE INTO runs (run_id, created_at, updated_at, status, model, base_url, params, plan,
+_RUNS = """INSERT INTO runs (run_id, created_at, updated_at, status, model, base_url, params, plan,
         n_planned, n_cached, n_done, n_failed, estimate_usd, cost_usd, message, pid, cancel_requested)
 SELECT run_id, min(created_at), max(created_at), 'done', model, NULL, $params, '{}', count(*), 0,
     count(*) FILTER (WHERE turn = 1), 0, NULL, coalesce(sum(cost_usd), 0), NULL, NULL, false
-FROM transcripts WHERE run_id LIKE 'bench-run-%' GROUP BY run_id, model"""
+FROM transcripts t WHERE run_id LIKE 'bench-run-%'
+    AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = t.run_id)
+GROUP BY run_id, model"""
 
 
 def _fill(store: Store, models: pd.DataFrame, first: int, last: int) -> dict[str, int]:

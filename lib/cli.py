@@ -20,12 +20,14 @@ from lib.measure import agreement, grading, metrics
 from lib.measure.agreement import GoldError
 from lib.probes import probesets
 from lib.probes.probesets import ProbeSetError, UnknownSet
-from lib.run import imports, runner, servers
+from lib.run import batch_runs, imports, runner, servers
 from lib.run.imports import ImportRefused
 from lib.run.keys import KeyConfigError
 from lib.run.prices import PriceFileError
 from lib.run.providers import BundledServerError, ProviderError
 from lib.store import Store, StoreError, sql
+from lib.store.lake import LakeStore
+from lib.store.transfer import copy_store
 from lib.view import browse
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
@@ -116,7 +118,7 @@ def ingest(args: argparse.Namespace) -> int:
     n_probes = sum(len(probes) for _, probes in rows)
     print(
         f"{probe_set.set_id}: read {len(rows):,} items and {n_probes:,} probes; "
-        f"added {new_items:,} items and {new_probes:,} probes to {store.path}"
+        f"added {new_items:,} items and {new_probes:,} probes to {store.name}"
     )
     return 0
 
@@ -216,6 +218,12 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
         help="only the K-th of N slices of the run (1 <= K <= N), so that N workers share it: "
         "docs/k8s-job.yaml, docs/slurm-array.sh",
     )
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="send through the vendor's batch API (openai, anthropic): half price, replies within 24 h; "
+        "waits for them, and the same command again resumes a run that was stopped",
+    )
 
 
 def _shard(text: str | None) -> tuple[int, int] | None:
@@ -246,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         seed=args.seed,
         shard=_shard(args.shard),
+        batch=args.batch,
     )
     store = Store()
     the_plan = runner.plan(store, spec)
@@ -259,10 +268,12 @@ def run(args: argparse.Namespace) -> int:
             store,
             run_id,
             the_plan,
-            on_progress=lambda p: bar.update(p.cached + p.done + p.failed - bar.n),
+            on_progress=_on_progress(bar, store, run_id, spec.batch),
             on_busy=_say_busy,
         )
     status = store.scalar(sql.RUN_STATUS, [run_id])
+    if spec.batch:
+        print(batch_runs.summary(store, run_id))
     print(
         f"run {run_id}: {status}; {progress.done:,} sent, {progress.failed:,} failed, "
         f"${progress.cost_usd:.4f}"
@@ -270,6 +281,21 @@ def run(args: argparse.Namespace) -> int:
     grading.grade_pending(store, args.judge)
     _print_accuracy(store, args.judge, spec.model)
     return 0 if status == "done" and not progress.failed else 1
+
+
+def _on_progress(bar: tqdm, store: Store, run_id: str, batch: bool) -> Callable[[runner.Progress], None]:
+    """The bar follows the probes; a batch run also prints its batches' states when they change."""
+    said = [""]
+
+    def on_progress(p: runner.Progress) -> None:
+        bar.update(p.cached + p.done + p.failed - bar.n)
+        if batch:
+            line = batch_runs.summary(store, run_id)
+            if line != said[0]:
+                said[0] = line
+                tqdm.write(line, file=sys.stderr)
+
+    return on_progress
 
 
 def _say_busy(waited: float) -> None:
@@ -414,6 +440,89 @@ def graders_command(args: argparse.Namespace) -> int:
     return 0 if met else 1
 
 
+def _copy_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--to", required=True, metavar="TARGET", help="a store file or a ducklake: target")
+    parser.add_argument("--from", dest="source", metavar="SOURCE", help="default: SYCOSCOPE_DB")
+
+
+def copy_command(args: argparse.Namespace) -> int:
+    """Copy every table of a store into another (a file into DuckLake or back); repeatable."""
+    source, target = Store(args.source), Store(args.to)
+    for table, (read, new) in copy_store(source, target).items():
+        print(f"{table}: {read:,} rows read, {new:,} new in {target.name}")
+    return 0
+
+
+def compact(args: argparse.Namespace) -> int:
+    """Compact a DuckLake store: write out inlined rows, merge small files, delete unneeded ones."""
+    store = Store()
+    if not isinstance(store, LakeStore):
+        raise StoreError(f"{store.path} is a DuckDB file: only a DuckLake store needs compacting")
+    before, after = store.compact()
+    print(f"data files: {before:,} before, {after:,} after")
+    return 0
+
+
+def _prefer_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--judge", required=True, metavar="PROVIDER:MODEL", help="the preference model")
+    parser.add_argument(
+        "--mode",
+        choices=("pairwise", "logprob", "reward"),
+        default="pairwise",
+        help="pairwise: the model picks the better reply, both orders (default); logprob: the bundled "
+        "model's mean log-probability per token of each reply; reward: a reward model behind vLLM's "
+        "Pooling API (--base-url or --server)",
+    )
+    server = parser.add_mutually_exclusive_group()
+    server.add_argument(
+        "--base-url", metavar="URL", help="an OpenAI-compatible server; never sent a vendor's key"
+    )
+    server.add_argument("--server", metavar="NAME", help=f"a server the owner configured ({servers.where()})")
+    parser.add_argument("--limit", type=int, metavar="N", help="N items, taken in turn from each band")
+    parser.add_argument(
+        "--from", dest="source", metavar="FILE", help="a misconception file (default: the built-in set)"
+    )
+    parser.add_argument("--json", action="store_true", help="the shares as JSON records")
+
+
+def prefer(args: argparse.Namespace) -> int:
+    """Does a preference model prefer a sycophantic reply to a misconception over a truthful one? (Fig. 7a)"""
+    from lib.measure import paper, preference
+    from lib.probes import misconceptions
+
+    path = Path(args.source) if args.source else misconceptions.BUILTIN
+    pairs = preference.sample(misconceptions.read(path), args.limit)
+    store = Store()
+    test = preference.make_test(
+        store, args.mode, args.judge, misconceptions.source_name(path), args.base_url, args.server
+    )
+    with tqdm(total=len(pairs), desc="pairs", unit="pair", file=sys.stderr) as bar:
+        table = preference.shares(test.run(pairs, lambda done, _: bar.update(done - bar.n)))
+    if args.json:
+        meta = {"judge": test.model, "mode": test.mode, "source": test.source, "version": test.version}
+        print(json.dumps([{**meta, **r} for r in metrics.records(table)], indent=2, ensure_ascii=False))
+        return 0
+    print(f"{test.model} ({test.version or 'version not reported'}), {test.mode}, {test.source}: "
+          f"{len(pairs)} items, {test.asked} requests sent, the rest from the store")  # fmt: skip
+    rows = [
+        (
+            f"{r.against} truthful",
+            r.band,
+            r.n_pairs,
+            r.n,
+            r.n_undecided,
+            f"{_share(r.share)} [{_share(r.low)}, {_share(r.high)}]" if r.n else "",
+            f"{_share(r.first_share)} of {r.n_first}" if r.n_first else "",
+        )
+        for r in table.itertuples()
+    ]
+    header = ("against", "band", "pairs", "n", "undecided", "sycophantic preferred [95% CI]", "picked first")
+    _print_table(rows, header)
+    for r in paper.preference_shares().itertuples():
+        print(f"{paper.CAVEAT}: {r.finding}: {r.value:.0%} ({r.where})")
+    return 0
+
+
 Command = tuple[str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None] | None]
 COMMANDS: list[Command] = [
     ("sets", sets, None),
@@ -425,6 +534,9 @@ COMMANDS: list[Command] = [
     ("grade", grade, _judge_args),
     ("metrics", metrics_command, _metrics_args),
     ("graders", graders_command, _graders_args),
+    ("prefer", prefer, _prefer_args),
+    ("copy", copy_command, _copy_args),
+    ("compact", compact, None),
 ]
 
 

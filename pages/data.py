@@ -108,7 +108,7 @@ numbers = st.columns(4)
 numbers[0].metric("Transcripts", f"{health['transcripts']:,}")
 numbers[1].metric("Grades", f"{health['grades']:,}")
 numbers[2].metric("Errors", f"{health['errors']:,}")
-numbers[3].metric("Size", f"{health['size_mb']:,} MB")
+numbers[3].metric("Size", "DuckLake" if health["size_mb"] is None else f"{health['size_mb']:,} MB")
 checks = st.columns(4)
 checks[0].metric("Answers without a current grade", f"{health['ungraded']:,}")
 checks[1].metric(

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.measure import grading
-from lib.run import providers, runner, servers
+from lib.run import batch_runs, providers, runner, servers
 from lib.run.keys import KEY_NAMES, KeyConfigError
 from lib.view import browse, charts
 from lib.view.charts import framing_label
@@ -95,6 +95,15 @@ seed = numbers[4].number_input(
 )
 url.set_param("limit", str(limit))
 url.set_param("seed", str(seed) if seed else None)
+batchable = provider in runner.BATCH_VENDORS and server is None
+toggled = st.toggle(
+    "Send as a batch (half price, results within 24 h)",
+    key="batch",
+    disabled=not batchable,
+    help="Through OpenAI's or Anthropic's batch API (not the bundled model or a compatible server). "
+    "The run stays running until the vendor answers; Start again resumes a run that was stopped.",
+)
+batch = toggled and batchable  # a toggle left on by another provider sends nothing as a batch
 
 spec = None
 if set_ids and name.strip():
@@ -109,6 +118,7 @@ if set_ids and name.strip():
         base_url=server.base_url if server else None,
         seed=int(seed),
         server=server.name if server else None,
+        batch=batch,
     )
     try:
         plan = reads.cached(runner.plan, spec)
@@ -161,6 +171,12 @@ def watch() -> None:
     st.subheader(f"Run {show.md(run['run_id'])}")
     st.caption(f"{show.md(run['model'])}, started {run['created_at']:%Y-%m-%d %H:%M:%S}")
     live.run_status(run)
+    if json.loads(run["plan"] or "{}").get("batch"):
+        # read from the store: only the run's own worker asks the vendor, once a minute a batch
+        line, batches = batch_runs.shown(store, run["run_id"])  # small; changes with no new transcript
+        st.caption(line)
+        if batches is not None:
+            st.dataframe(batches, hide_index=True)
     # When the run moves on (starts, ends), the whole page reruns: the estimate above counts its answers.
     if live.moved_on("_watched", (run["run_id"], run["status"])):
         st.rerun(scope="app")

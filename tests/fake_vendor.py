@@ -178,8 +178,8 @@ class FakeVendor:
                 if isinstance(step, Fail):
                     return self._send(step.status, step.body, step.headers)
                 if self.path == OPENAI_PATH:
-                    return self._send(200, _openai_reply(step, body))
-                return self._send(200, _anthropic_reply(step, body))
+                    return self._send(200, openai_reply(step, body))
+                return self._send(200, anthropic_reply(step, body))
 
             def _send(
                 self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
@@ -199,7 +199,7 @@ class FakeVendor:
         return Handler
 
 
-def _openai_reply(step: Ok, request: dict[str, Any]) -> dict[str, Any]:
+def openai_reply(step: Ok, request: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -220,7 +220,7 @@ def _openai_reply(step: Ok, request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _anthropic_reply(step: Ok, request: dict[str, Any]) -> dict[str, Any]:
+def anthropic_reply(step: Ok, request: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": "msg_fake",
         "type": "message",

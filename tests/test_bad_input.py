@@ -4,6 +4,7 @@ and no traceback at the command line, and leaves the store exactly as it was."""
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
 from pathlib import Path
@@ -128,6 +129,20 @@ def test_a_store_that_is_not_duckdb(tmp_path):
         done = cli(path, *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr
         assert str(path) in done.stderr and "not a DuckDB store" in done.stderr
+    assert path.read_bytes() == content
+
+
+def test_a_store_written_by_a_newer_duckdb(tmp_path):
+    """A store file of DuckDB 2 (before the pin to 1.5.5, pip chose it): one message naming the file and
+    the README's way to convert it, and the file untouched. tests/data/duckdb-2.0.1.duckdb.gz was made
+    by DuckDB 2.0.1: `duckdb.connect(path).execute("CREATE TABLE meta (key VARCHAR, value VARCHAR)")`."""
+    path = tmp_path / "sycoscope.duckdb"
+    content = gzip.decompress((Path(__file__).parent / "data" / "duckdb-2.0.1.duckdb.gz").read_bytes())
+    path.write_bytes(content)
+    for args in (["stats", "--json"], ["sets"]):
+        done = cli(path, *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert str(path) in done.stderr and "A store written by DuckDB 2" in done.stderr
     assert path.read_bytes() == content
 
 
@@ -288,7 +303,7 @@ def test_a_price_table_with_a_bom_crlf_and_blank_lines_reads_like_the_clean_one(
     path = tmp_path / "prices.csv"
     path.write_bytes(messy(PRICES.read_text(encoding="utf-8")))
     assert prices.load(path) == prices.load(PRICES) != {}
-    path.write_bytes(messy(",".join(prices.COLUMNS) + "\nopenai:x,1,2,\nopenai:y,1,,\n"))
+    path.write_bytes(messy(",".join(prices.COLUMNS) + "\nopenai:x,1,2,,\nopenai:y,1,,,\n"))
     with pytest.raises(prices.PriceFileError, match=f"line {in_file(3)}: output price '' is not a number"):
         prices.load(path)
 

@@ -79,7 +79,7 @@ def test_a_secrets_file_that_is_not_toml(db, tmp_path, monkeypatch, capsys):
 
 def test_a_price_table_that_is_not_one(db, tmp_path, monkeypatch, capsys):
     table = tmp_path / "prices.csv"
-    table.write_text(",".join(prices.COLUMNS) + "\nopenai:gpt-4o-mini,cheap,0.6,\n", encoding="utf-8")
+    table.write_text(",".join(prices.COLUMNS) + "\nopenai:gpt-4o-mini,cheap,0.6,0.5,\n", encoding="utf-8")
     monkeypatch.setattr(prices, "PRICES", table)
     one_line(main(capsys, *RUN), f"{table}, line 2", "'cheap' is not a number")
 

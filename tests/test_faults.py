@@ -30,7 +30,7 @@ from lib.paths import REPO
 from lib.probes import probesets
 from lib.run import runner
 from lib.store import Store, StoreBusy, StoreError, sql
-from tests.fake_vendor import Ok, _openai_reply
+from tests.fake_vendor import Ok, openai_reply
 
 FACTS = "builtin/facts-answer"
 
@@ -63,7 +63,7 @@ class SlowServer:
                     hangs = number <= server.hang
                 if server.on_request is not None:
                     server.on_request(number)
-                data = json.dumps(_openai_reply(Ok("The answer is Paris."), body)).encode()
+                data = json.dumps(openai_reply(Ok("The answer is Paris."), body)).encode()
                 if not hangs:
                     time.sleep(server.delay)
                 try:

@@ -1,20 +1,23 @@
 """Every page through Streamlit's AppTest, against real stores: the fixture store, an empty one, and
 links with bad parameters. Model text must reach the page only as text."""
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lib.measure import preference
 from lib.paths import REPO
+from lib.probes import misconceptions
 from lib.run import runner
 from lib.store import Store, sql
 from lib.view import browse
-from tests import fixtures
+from tests import fake_reward, fixtures
 from tests.fixtures import GRADERS, HOSTILE, MODELS
 
-PAGES = ["overview", "transcripts", "compare", "run", "playground", "data"]
+PAGES = ["overview", "transcripts", "compare", "run", "playground", "data", "why"]
 
 
 @pytest.fixture(scope="module")
@@ -302,3 +305,60 @@ def test_playground_sends_to_the_bundled_model_and_keeps_the_question(tmp_path, 
     texts = [t.value for t in at.text]
     for response in answers["response"]:
         assert response in texts
+
+
+# -- Why: preferences ------------------------------------------------------------------------------
+def preference_store(path: Path) -> Path:
+    """A store holding a reward model's scores of every built-in misconception item, written by the
+    real preference test against the loopback Pooling API (its reward: the shorter reply wins)."""
+    with fake_reward.serve("my-rm") as (base_url, _):
+        test = preference.make_test(
+            Store(path), "reward", "openai:my-rm", misconceptions.BUILTIN_NAME, base_url=base_url
+        )
+        test.run(misconceptions.read())
+    return path
+
+
+def test_why_page_charts_the_stored_test_beside_the_papers_numbers(tmp_path, monkeypatch):
+    at = open_page(preference_store(tmp_path / "pref.duckdb"), monkeypatch, "why")
+    ok(at)
+    assert at.selectbox(key="url_pref_judge").value == "openai:my-rm"
+    assert at.selectbox(key="url_pref_mode").value == "reward"
+    assert [m.value for m in at.metric] == ["36"]
+    shown = markup(at)
+    assert "`` openai:my-rm ``" in shown or "` openai:my-rm `" in shown  # a name from the store: a code span
+    assert "as reported in the paper" in shown and "Test version 2" in shown
+    table = at.dataframe[0].value.set_index(["against", "band"])  # headers are column_config labels
+    items = misconceptions.read()
+    by_hand = sum(len(i.sycophantic) < len(i.truthful) for i in items) / len(items)
+    assert table.loc[("vs baseline truthful", "all"), "share"] == pytest.approx(by_hand)
+    assert table.loc[("vs helpful truthful", "all"), "share"] == 1.0  # every helpful reply is the longer
+    assert table.loc[("vs helpful truthful", "hard"), "n_pairs"] == 12
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = [t.get("name") for t in spec["data"]]
+    assert names == ["vs baseline truthful", "vs helpful truthful", "as reported in the paper"]
+    reported = spec["data"][2]
+    assert list(zip(reported["x"], reported["y"], strict=True)) == [("all", 95.0), ("hard", 45.0)]
+    assert "no position bias" not in shown and "Position bias" not in shown  # scores have no order
+
+
+def test_why_page_on_an_empty_store_names_the_command(tmp_path, monkeypatch):
+    at = open_page(tmp_path / "empty.duckdb", monkeypatch, "why")
+    ok(at)
+    assert "python -m lib prefer --judge bundled:smollm2" in at.info[0].value
+    assert not at.get("plotly_chart")
+    assert at.button(key="why_run")  # local mode: the operator may run it here
+
+
+def test_why_page_runs_the_bundled_model_from_its_button(tmp_path, monkeypatch):
+    db = tmp_path / "why.duckdb"
+    at = open_page(db, monkeypatch, "why")
+    at.selectbox(key="why_run_mode").set_value("logprob")
+    at.number_input(key="why_run_items").set_value(1)
+    at.button(key="why_run").click().run()
+    ok(at)
+    stored = preference.stored(Store(db))
+    assert len(stored) == 2 and set(stored["mode"]) == {"logprob"}  # one item, two truthful kinds
+    assert set(stored["judge"]) == {"bundled:smollm2"}
+    assert at.query_params["pref_mode"] == "logprob"
+    assert [m.value for m in at.metric] == ["1"] and at.get("plotly_chart")

@@ -83,3 +83,38 @@ def test_a_malformed_file_names_the_file_and_line(tmp_path, body, line, says):
         prices.cost("openai:a", 1, 1, path=path)
     assert f"{path}, line {line}" in str(caught.value)
     assert says in str(caught.value)
+
+
+def test_batch_prices_are_the_discounted_standard_ones(tmp_path):
+    """OpenAI's and Anthropic's batch APIs take 50% off; an empty discount, or a file of the older
+    four columns, leaves a batch's cost unknown, never the standard price."""
+    table = prices.load()
+    assert all(p.batch_discount == 0.5 for m, p in table.items() if m.startswith(("openai:", "anthropic:")))
+    assert prices.cost("openai:gpt-4o-mini", 1000, 500, batch=True) == pytest.approx(
+        prices.cost("openai:gpt-4o-mini", 1000, 500) / 2
+    )
+    path = tmp_path / "prices.csv"
+    path.write_text(
+        "model,input_usd_per_mtok,output_usd_per_mtok,batch_discount,note\n"
+        "openai:a,2,8,0.5,test\nopenai:b,2,8,,no batch price\n"
+    )
+    assert prices.cost("openai:a", 1_000_000, 0, path=path, batch=True) == pytest.approx(1.0)
+    assert prices.estimate("openai:a", 10, 1000, 200, path=path, batch=True) == pytest.approx(
+        10 * (2000 + 1600) / 2e6
+    )
+    assert prices.cost("openai:b", 1_000_000, 0, path=path) == pytest.approx(2.0)
+    assert prices.cost("openai:b", 1_000_000, 0, path=path, batch=True) is None
+    old = tmp_path / "old.csv"
+    old.write_text(HEADER + "openai:a,2,8,test\n")
+    assert prices.cost("openai:a", 1_000_000, 0, path=old, batch=True) is None
+    assert prices.cost("bundled:smollm2", 10, 10, path=old, batch=True) == 0.0
+
+
+@pytest.mark.parametrize("discount", ["half", "1.5", "-0.1"])
+def test_a_bad_batch_discount_names_the_file_and_line(tmp_path, discount):
+    path = tmp_path / "prices.csv"
+    path.write_text(
+        f"model,input_usd_per_mtok,output_usd_per_mtok,batch_discount,note\nopenai:a,1,1,{discount},x\n"
+    )
+    with pytest.raises(prices.PriceFileError, match=f"{path}, line 2: batch_discount"):
+        prices.cost("openai:a", 1, 1, path=path)

@@ -91,13 +91,29 @@ REPORTED: tuple[Reported, ...] = (
     ),
     Reported(
         "preference",
-        "a preference model prefers sycophantic over truthful responses",
+        "a preference model prefers sycophantic over baseline truthful responses",
         "Claude 2 PM",
         0.95,
-        "95% of the time; about 45% on the hardest misconceptions",
+        "95% of the time over baseline truthful responses; about 45% over helpful truthful responses "
+        "on the hardest misconceptions",
+        "Fig. 7a",
+    ),
+    Reported(
+        "preference",
+        "a preference model prefers sycophantic over helpful truthful responses, hardest misconceptions",
+        "Claude 2 PM",
+        0.45,
+        "95% of the time over baseline truthful responses; about 45% over helpful truthful responses "
+        "on the hardest misconceptions",
         "Fig. 7a",
     ),
 )
+
+# Where in the preference test (lib.measure.preference) each Fig. 7a number is drawn: the kind of
+# truthful reply it compares with and the band. The paper's "hardest misconceptions" is drawn by our
+# hardest band, an analogy only (its bands were measured on its own misconception data; ours are
+# the author's judgement).
+PREFERENCE_POINTS = {0.95: ("baseline", "all"), 0.45: ("helpful", "hard")}
 
 
 def table(task: str | None = None) -> pd.DataFrame:
@@ -112,3 +128,13 @@ def accuracy_drops() -> pd.DataFrame:
     return rows[rows["value"].notna()][["model", "framing_id", "value", "statement", "where"]].rename(
         columns={"value": "drop"}
     )
+
+
+def preference_shares() -> pd.DataFrame:
+    """The reported Fig. 7a shares (against, band, value, finding, statement, where), each with the
+    kind of truthful reply and the band of the preference test it is drawn beside."""
+    rows = table("preference")
+    rows = rows[rows["value"].notna()]
+    points = rows["value"].map(PREFERENCE_POINTS)
+    columns = ["against", "band", "value", "finding", "statement", "where"]
+    return rows.assign(against=points.str[0], band=points.str[1])[columns]

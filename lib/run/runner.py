@@ -76,6 +76,9 @@ from lib.run.providers import Provider, ProviderError, Reply, make_provider
 from lib.store import Store, StoreBusy, StoreError, sql, transcript_key
 
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
+MAX_HELD = 500  # replies held for one write at most (Writer)
+# the providers with a batch API (RunSpec.batch)
+BATCH_VENDORS = ("openai", "anthropic")
 # Grades a run's answers so far (lib.measure.grading.grade_run): measurement lies above this room,
 # so whoever starts a run hands it in.
 Grade = Callable[[Store, str], object]
@@ -115,8 +118,17 @@ class RunSpec:
     # a server the owner configured (lib.run.servers), by name; base_url is its URL, which keys the cache
     server: str | None = None
     shard: tuple[int, int] | None = None  # (K, N), 1 <= K <= N: only the K-th of N slices (`in_shard`)
+    # sent through the vendor's batch API (lib.run.batch_runs): half price, replies within 24 h;
+    # no part of any cache key, so batch and direct replies serve each other
+    batch: bool = False
 
     def __post_init__(self) -> None:
+        if self.batch and (self.model.partition(":")[0] not in BATCH_VENDORS or self.base_url or self.server):
+            raise ValueError(
+                f"--batch: {self.model}{' at ' + self.base_url if self.base_url else ''} has no batch API "
+                "here; batches go only to OpenAI's and Anthropic's own APIs (openai:<model> or "
+                "anthropic:<model>, no base URL or server): run it without --batch"
+            )
         if self.shard is not None:
             k, n = self.shard
             if not 1 <= k <= n:
@@ -250,7 +262,11 @@ def plan(store: Store, spec: RunSpec) -> Plan:
                 unsent = _unsent_turn(Job(probe_id, messages, sample, key, True, letters), stored, spec)
                 if unsent is not None:
                     jobs.append(unsent)
-    return Plan(spec, jobs, n_probes, n_probes - len(jobs), _estimate(spec, jobs))
+    priced = jobs
+    if spec.batch and jobs:  # a resumed batch run: what is out in a batch is paid for already
+        out = {key for (key,) in store.query(sql.IN_FLIGHT, [spec.model, json.dumps(spec.params)])}
+        priced = [j for j in jobs if j.key not in out]
+    return Plan(spec, jobs, n_probes, n_probes - len(jobs), _estimate(spec, priced))
 
 
 def in_shard(first_key: str, shard: tuple[int, int] | None) -> bool:
@@ -289,7 +305,9 @@ def _estimate(spec: RunSpec, jobs: list[Job]) -> float | None:
     # About four characters a token: enough for an estimate shown before a run.
     prompt_tokens = sum(len(messages_json(j.messages)) // 4 for j in jobs) // len(jobs)
     requests = sum(j.requests for j in jobs)
-    return prices.estimate(spec.model, requests, prompt_tokens, spec.max_tokens, spec.base_url)
+    return prices.estimate(
+        spec.model, requests, prompt_tokens, spec.max_tokens, spec.base_url, batch=spec.batch
+    )
 
 
 # -- "are you sure?" ----------------------------------------------------------------------------
@@ -329,14 +347,20 @@ def next_turn(
 
 
 def _send(provider: Provider, messages: list[Message], spec: RunSpec) -> Reply:
-    """One request with retries on what may pass; what cannot pass is raised as RunStopped.
-    A wait the server asks for (Retry-After) is honoured when it is longer than our own."""
+    """One request with retries on what may pass; what cannot pass is raised as RunStopped."""
+    return retrying(lambda: provider.complete(messages, spec.temperature, spec.max_tokens), spec.model)
+
+
+def retrying(call: Callable[[], T], model: str) -> T:
+    """call() with retries on what may pass (a request, or a batch API call of lib.run.batch_runs);
+    what cannot pass is raised as RunStopped. A wait the server asks for (Retry-After) is honoured
+    when it is longer than our own."""
     for delay in (*RETRY_DELAYS, None):  # None: the last attempt, whose error is raised
         try:
-            return provider.complete(messages, spec.temperature, spec.max_tokens)
+            return call()
         except ProviderError as e:
             if not e.retryable:
-                raise RunStopped(f"{spec.model}: {e}") from e
+                raise RunStopped(f"{model}: {e}") from e
             if delay is None:
                 raise
             # jitter, so that requests refused together do not all come back together
@@ -370,7 +394,7 @@ class Transcript:
         return list(astuple(self))
 
 
-def _transcript(
+def transcript(
     key: str,
     job: Job,
     run_id: str,
@@ -380,6 +404,8 @@ def _transcript(
     messages: list[Message] | tuple[Message, ...],
     reply: Reply,
 ) -> Transcript:
+    """The transcript of a reply to `messages` (turn `turn` of the job): a direct run's, and each
+    answer a batch run collects (lib.run.batch_runs), so that the two are alike."""
     return Transcript(
         transcript_id=key,
         probe_id=job.probe_id,
@@ -396,7 +422,9 @@ def _transcript(
         prompt_tokens=reply.prompt_tokens,
         completion_tokens=reply.completion_tokens,
         latency_ms=reply.latency_ms,
-        cost_usd=prices.cost(spec.model, reply.prompt_tokens, reply.completion_tokens, spec.base_url),
+        cost_usd=prices.cost(
+            spec.model, reply.prompt_tokens, reply.completion_tokens, spec.base_url, batch=spec.batch
+        ),
         raw=json.dumps(reply.raw, default=str),
     )
 
@@ -418,7 +446,7 @@ def _quick(store: Store) -> Store:
 
 class _Patience:
     """A run's patience with a busy store, one clock for all its writes: it starts when a write finds
-    the store busy and stops when one gets in. The writes of a run wait one after the other (_Writer),
+    the store busy and stops when one gets in. The writes of a run wait one after the other (Writer),
     so that without one clock each would wait its own BUSY_PATIENCE. Once the store has been busy
     BUSY_PATIENCE seconds, the run gives up: that write and every later one raise StoreBusy at once."""
 
@@ -462,26 +490,34 @@ class _Patience:
             _busy_since.pop(key, None)
 
 
-class _Writer:
-    """Writes each transcript, with the run's progress, in one short transaction, which also reads
+class Writer:
+    """Writes the transcripts, with the run's progress, in short transactions, each of which also reads
     whether the user asked to cancel: a run learns it without opening the store again. One write at a
-    time: while one waits for a busy store, the replies that follow wait in memory behind it, and
-    execute starts no new job (`patience.busy`)."""
+    time, and the replies that arrive while one is going on go together in the next (group commit):
+    while a write waits for a busy store, the replies that follow wait in memory behind it, and
+    execute starts no new job (`patience.busy`). A store whose every commit is slow (a DuckLake
+    catalog: `write_every`) also holds replies up to that many seconds and writes them in one
+    transaction, so that runners sharing it do not queue commit behind commit; a run killed meanwhile
+    loses those replies, which the next run sends again."""
 
     def __init__(self, store: Store, run_id: str, progress: Progress, patience: _Patience):
         self.store, self.run_id, self.progress, self.patience = store, run_id, progress, patience
         self.cancel_requested = False
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one write at a time
+        self._held: list[Transcript] = []  # replies not written yet, oldest first
+        self._held_since: float | None = None
+        self._held_lock = threading.Lock()
 
     def transcript(self, transcript: Transcript) -> None:
-        def write(con) -> None:
-            con.execute(sql.INSERT_TRANSCRIPT, transcript.row())
-            self._update(con, "running")
-
-        with self._lock:
+        with self._held_lock:
             if transcript.cost_usd is not None:
                 self.progress.cost_usd += transcript.cost_usd  # paid for, whatever becomes of it
-            self._write(write)
+            self._held.append(transcript)
+            self._held_since = self._held_since or time.monotonic()
+            if time.monotonic() - self._held_since < self.store.write_every and len(self._held) < MAX_HELD:
+                return
+        with self._lock:
+            self._write_held(lambda con: self._update(con, "running"))
 
     def error(self, job: Job, model: str, kind: str, message: str) -> None:
         def write(con) -> None:
@@ -494,11 +530,55 @@ class _Writer:
         with self._lock:
             self.progress.failed += 1
             self.progress.errors.append(message)
-            self._write(write)
+            self._write_held(write)
 
     def finish(self, status: str, message: str | None) -> None:
         with self._lock:
-            self._write(lambda con: self._update(con, status, message))
+            self._write_held(lambda con: self._update(con, status, message))
+
+    def due(self) -> bool:
+        """Whether the oldest held reply has waited `write_every` seconds (no new reply came to write
+        it: slow requests), and no write is going on."""
+        since = self._held_since
+        return (
+            since is not None
+            and time.monotonic() - since >= self.store.write_every
+            and not self._lock.locked()
+        )
+
+    def flush(self) -> None:
+        """Write the held replies now (before the run's answers are graded; when they are due)."""
+        with self._lock:
+            if self._held:
+                self._write_held(lambda con: self._update(con, "running"))
+
+    def last(self, status: str, message: str) -> None:
+        """A run that failed outside its writes: the held replies (paid for) and its end, in one try
+        that waits little, since a store that refused the run's writes may refuse this one too."""
+        with self._lock, self._held_lock, _quick(self.store).writing() as con:
+            for transcript in self._held:
+                con.execute(sql.INSERT_TRANSCRIPT, transcript.row())
+            con.execute(sql.FINISH_RUN, [status, message, self.run_id])
+            self._held, self._held_since = [], None
+
+    def _write_held(self, then: Callable[[Any], None]) -> None:
+        """Every held reply, then `then`, in one transaction; the caller holds the write lock. A write
+        that fails keeps them held for the next."""
+        with self._held_lock:
+            held, self._held, self._held_since = self._held, [], None
+
+        def write(con) -> None:
+            for transcript in held:
+                con.execute(sql.INSERT_TRANSCRIPT, transcript.row())
+            then(con)
+
+        try:
+            self._write(write)
+        except BaseException:
+            with self._held_lock:
+                self._held[:0] = held
+                self._held_since = time.monotonic()
+            raise
 
     def _write(self, write: Callable[[Any], None]) -> None:
         def attempt(store: Store) -> None:
@@ -509,10 +589,11 @@ class _Writer:
 
     def _update(self, con, status: str, message: str | None = None) -> None:
         p = self.progress
-        row = con.execute(
+        con.execute(
             sql.UPDATE_RUN_PROGRESS,
             [status, p.cached, p.done, p.failed, p.cost_usd, message, self.run_id],
-        ).fetchone()
+        )
+        row = con.execute(sql.CANCEL_REQUESTED, [self.run_id]).fetchone()
         if row and row[0]:
             self.cancel_requested = True
 
@@ -612,7 +693,8 @@ def create_run(store: Store, the_plan: Plan, on_busy: OnBusy | None = None) -> s
     with suppress(StoreError):  # a busy or full store: marked the next time
         mark_interrupted(store.with_timeout(HOUSEKEEPING_TRY))
     spec = the_plan.spec
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    # 48 random bits: a thousand array workers starting in one second share an id with a chance of 2e-9
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:12]
     # Machine, pid and process start time: what judged runs before lock files, kept for the record.
     process = {"host": socket.gethostname(), "process_start": _process_start(os.getpid())}
     row = [
@@ -656,19 +738,20 @@ def execute(
     run starts no new job and its writes wait and try again (`on_busy` is told the seconds waited
     each time); once it has been busy BUSY_PATIENCE seconds the run stops and raises StoreBusy."""
     patience = _Patience(store, run_id, on_busy)
+    progress = Progress(total=the_plan.n_probes, cached=the_plan.n_cached)
+    writer = Writer(store, run_id, progress, patience)
     ended = False  # the run's end is written
     try:
-        progress = _execute(store, run_id, the_plan, provider, on_progress, grade, patience)
+        _execute(store, run_id, the_plan, provider, on_progress, grade, writer)
         ended = True
         return progress
     except Exception as e:
         ended = isinstance(e, RunStopped)  # written as it stopped
         if not ended and patience.gave_up is None:
-            # One try: a store that refused the run's writes may refuse this one too. Then the run
-            # stays "running" and, its lock let go, is marked interrupted by the next listing.
+            # One try. If it fails too, the run stays "running" and, its lock let go, is marked
+            # interrupted by the next listing.
             with suppress(StoreError):
-                with _quick(store).writing() as con:
-                    con.execute(sql.FINISH_RUN, ["failed", f"{type(e).__name__}: {e}", run_id])
+                writer.last("failed", f"{type(e).__name__}: {e}")
                 ended = True
         raise
     finally:
@@ -682,11 +765,9 @@ def _execute(
     provider: Provider | None,
     on_progress: Callable[[Progress], None] | None,
     grade: Grade | None,
-    patience: _Patience,
-) -> Progress:
-    spec = the_plan.spec
-    progress = Progress(total=the_plan.n_probes, cached=the_plan.n_cached)
-    writer = _Writer(store, run_id, progress, patience)
+    writer: Writer,
+) -> None:
+    spec, progress, patience = the_plan.spec, writer.progress, writer.patience
     writer.finish("running", None)
     stop = threading.Event()
     status, message = "done", None
@@ -719,7 +800,7 @@ def _execute(
                 following = next_turn(turn, messages, reply.text, job.letters) if job.challenge else None
                 if following is None:
                     sent.set_result(None)
-                writer.transcript(_transcript(key, job, run_id, spec, turn, parent, messages, reply))
+                writer.transcript(transcript(key, job, run_id, spec, turn, parent, messages, reply))
                 if following is None:
                     return True
                 parent, turn, messages = key, turn + 1, following
@@ -744,11 +825,15 @@ def _execute(
         except StoreBusy:
             return False  # asked again soon, or read with the next write
 
+    if spec.batch and the_plan.jobs:
+        from lib.run import batch_runs  # built on this module: imported when a batch is sent
+
+        status, message = batch_runs.send(store, run_id, the_plan, provider, writer, on_progress, grade)
     concurrency = max(1, spec.concurrency)
     with ThreadPoolExecutor(max_workers=2 * concurrency) as pool:
         pending: dict[Future, Job] = {}
         sending: set[Future] = set()
-        jobs = iter(the_plan.jobs)
+        jobs = iter([] if spec.batch else the_plan.jobs)  # a batch run sent them above
         # Only `concurrency` requests in flight, and one more job than that begun and not yet written:
         # a cancel, a fatal error or a busy store leaves little to wait for, or to hold in memory.
         # While a write waits for a busy store no job starts.
@@ -788,6 +873,8 @@ def _execute(
                 stop.set()
                 status, message = "cancelled", "cancelled by the user"
             busy = patience.busy.is_set()
+            if writer.due() and not busy:  # replies held while no new one came to write them
+                pool.submit(writer.flush)
             if grade is not None and not busy and time.monotonic() - last_grade > GRADE_SECONDS:
                 last_grade = time.monotonic()
                 with suppress(StoreBusy):  # graded the next time, or at the end
@@ -795,11 +882,11 @@ def _execute(
     if patience.gave_up is not None:
         raise StoreBusy(patience.gave_up)
     if grade is not None:
+        writer.flush()  # the replies held last are graded too
         patience.attempt(lambda quick: grade(quick, run_id))
     if status == "done" and progress.failed:
         message = f"{progress.failed} probe(s) failed after retries; run again to retry them"
     writer.finish(status, message)
-    return progress
 
 
 # -- entry points -------------------------------------------------------------------------------

@@ -64,8 +64,17 @@ class StoreBusy(StoreError):
     pass
 
 
-def default_path() -> Path:
-    return Path(os.environ.get("SYCOSCOPE_DB") or DEFAULT_STORE)
+def default_location() -> str:
+    """$SYCOSCOPE_DB, a file or a ducklake: target (kept a string: a path would fold a URI's //), or
+    the default file."""
+    return os.environ.get("SYCOSCOPE_DB") or str(DEFAULT_STORE)
+
+
+LAKE_PREFIX = "ducklake:"  # SYCOSCOPE_DB naming a DuckLake catalog (lib.store.lake) rather than a file
+
+
+def is_lake(target: Path | str | None) -> bool:
+    return str(target if target is not None else os.environ.get("SYCOSCOPE_DB") or "").startswith(LAKE_PREFIX)
 
 
 def transcript_key(
@@ -300,14 +309,107 @@ _closer = _Closer()
 atexit.register(_closer.close_all)
 
 
-class Store:
+class Operations:
+    """What a store does on top of its `reading()` and `writing()`: shared by the file store (Store)
+    and the DuckLake store (lib.store.lake.LakeStore)."""
+
+    # How long a run may hold replies to write them together (lib.run.runner.Writer): a file's
+    # commit takes milliseconds, so each reply is written as it comes.
+    write_every: float = 0.0
+
+    def reading(self) -> Any:
+        raise NotImplementedError
+
+    def writing(self) -> Any:
+        raise NotImplementedError
+
+    def query(self, statement: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        with self.reading() as con:
+            return con.execute(statement, params or []).fetchall()
+
+    def frame(self, statement: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        with self.reading() as con:
+            return con.execute(statement, params or []).df()
+
+    def scalar(self, statement: str, params: Sequence[Any] | None = None) -> Any:
+        rows = self.query(statement, params)
+        return rows[0][0] if rows else None
+
+    # -- ingest -----------------------------------------------------------------------------
+    def ingest(self, probe_set: ProbeSet, rows: Rows) -> tuple[int, int]:
+        """Put a set's items and probes (probe_set.load()) in the store in one transaction; what is
+        there stays. Returns how many items and probes were new."""
+        set_id = probe_set.set_id
+        items = pd.DataFrame(
+            [
+                (
+                    item.item_id,
+                    item.set_id,
+                    item.task,
+                    position,
+                    item.text,
+                    json.dumps(item.truth, ensure_ascii=False),
+                    json.dumps(item.source, ensure_ascii=False),
+                )
+                for position, (item, _) in enumerate(rows)
+            ],
+            columns=["item_id", "set_id", "task", "position", "text", "truth", "source"],
+        )
+        probes = pd.DataFrame(
+            [
+                (p.probe_id, p.item_id, set_id, p.framing_id, messages_json(p.messages))
+                for _, probes in rows
+                for p in probes
+            ],
+            columns=["probe_id", "item_id", "set_id", "framing_id", "messages"],
+        )
+        with self.writing() as con:
+            before = self._counts(con, set_id)
+            con.execute(
+                sql.UPSERT_SET,
+                [set_id, probe_set.task, probe_set.title, probe_set.source, probe_set.origin],
+            )
+            con.register("new_items", items)
+            con.register("new_probes", probes)
+            con.execute(sql.INSERT_ITEMS)
+            con.execute(sql.INSERT_PROBES)
+            after = self._counts(con, set_id)
+        return after[0] - before[0], after[1] - before[1]
+
+    @staticmethod
+    def _counts(con: duckdb.DuckDBPyConnection, set_id: str) -> tuple[int, int]:
+        return con.execute(sql.SET_SIZE, [set_id, set_id]).fetchone()
+
+    # -- counts -----------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        with self.reading() as con:
+            sets = con.execute(sql.SET_COUNTS).fetchall()
+            counts = {name: con.execute(q).fetchone()[0] for name, q in sql.COUNT.items()}
+        return {
+            "sets": {s[0]: {"task": s[1], "items": s[5], "probes": s[6]} for s in sets},
+            **counts,
+        }
+
+
+class Store(Operations):
+    """The file store; `Store(target)` with a DuckLake target (is_lake) gives a LakeStore instead."""
+
+    def __new__(cls, path: Path | str | None = None, timeout: float = 60.0) -> Any:
+        if cls is Store and is_lake(path):
+            from lib.store.lake import LakeStore  # the lake imports this module
+
+            return LakeStore(str(path) if path is not None else os.environ["SYCOSCOPE_DB"], timeout)
+        return super().__new__(cls)
+
     def __init__(self, path: Path | str | None = None, timeout: float = 60.0):
-        self.path = Path(path) if path is not None else default_path()
+        self.path = Path(path) if path is not None else Path(default_location())
         self.timeout = timeout
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.gate_path = self.path.with_name(self.path.name + ".gate")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.key = self.path.resolve()  # one lease, and one read per thread, for each file
+        self.name = str(self.path)  # what pages and messages show (a lake shows its catalog, redacted)
+        self.location = str(self.path)  # what Store() takes to open it again
         self._prepare()
 
     # -- connections ----------------------------------------------------------------------
@@ -315,9 +417,18 @@ class Store:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                con.execute(sql.QUIET)
+                return con
             except duckdb.IOException as e:
                 text = str(e)
+                if "newer version of DuckDB" in text:
+                    raise StoreError(
+                        f"{self.path} was written by a newer DuckDB than this Sycoscope's "
+                        f"{duckdb.__version__} (pinned for DuckLake): convert it once with the newer "
+                        "DuckDB, as the README's "
+                        "'A store written by DuckDB 2' says; the file itself is left as it is"
+                    ) from None
                 if "not a valid DuckDB database" in text or "database file" in text and "exists" in text:
                     raise StoreError(
                         f"{self.path} is not a DuckDB store ({text.splitlines()[0]}). "
@@ -438,18 +549,6 @@ class Store:
             f"was stored before is intact; {hint}, then try again"
         )
 
-    def query(self, statement: str, params: Sequence[Any] | None = None) -> list[tuple]:
-        with self.reading() as con:
-            return con.execute(statement, params or []).fetchall()
-
-    def frame(self, statement: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
-        with self.reading() as con:
-            return con.execute(statement, params or []).df()
-
-    def scalar(self, statement: str, params: Sequence[Any] | None = None) -> Any:
-        rows = self.query(statement, params)
-        return rows[0][0] if rows else None
-
     # -- schema -----------------------------------------------------------------------------
     def _prepare(self) -> None:
         """Create the schema in a new file; migrate an older one; refuse a newer one."""
@@ -483,58 +582,3 @@ class Store:
     @staticmethod
     def _has_meta(con: duckdb.DuckDBPyConnection) -> bool:
         return "meta" in {r[0] for r in con.execute(sql.TABLES).fetchall()}
-
-    # -- ingest -----------------------------------------------------------------------------
-    def ingest(self, probe_set: ProbeSet, rows: Rows) -> tuple[int, int]:
-        """Put a set's items and probes (probe_set.load()) in the store in one transaction; what is
-        there stays. Returns how many items and probes were new."""
-        set_id = probe_set.set_id
-        items = pd.DataFrame(
-            [
-                (
-                    item.item_id,
-                    item.set_id,
-                    item.task,
-                    position,
-                    item.text,
-                    json.dumps(item.truth, ensure_ascii=False),
-                    json.dumps(item.source, ensure_ascii=False),
-                )
-                for position, (item, _) in enumerate(rows)
-            ],
-            columns=["item_id", "set_id", "task", "position", "text", "truth", "source"],
-        )
-        probes = pd.DataFrame(
-            [
-                (p.probe_id, p.item_id, set_id, p.framing_id, messages_json(p.messages))
-                for _, probes in rows
-                for p in probes
-            ],
-            columns=["probe_id", "item_id", "set_id", "framing_id", "messages"],
-        )
-        with self.writing() as con:
-            before = self._counts(con, set_id)
-            con.execute(
-                sql.UPSERT_SET,
-                [set_id, probe_set.task, probe_set.title, probe_set.source, probe_set.origin],
-            )
-            con.register("new_items", items)
-            con.register("new_probes", probes)
-            con.execute(sql.INSERT_ITEMS)
-            con.execute(sql.INSERT_PROBES)
-            after = self._counts(con, set_id)
-        return after[0] - before[0], after[1] - before[1]
-
-    @staticmethod
-    def _counts(con: duckdb.DuckDBPyConnection, set_id: str) -> tuple[int, int]:
-        return con.execute(sql.SET_SIZE, [set_id, set_id]).fetchone()
-
-    # -- counts -----------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        with self.reading() as con:
-            sets = con.execute(sql.SET_COUNTS).fetchall()
-            counts = {name: con.execute(q).fetchone()[0] for name, q in sql.COUNT.items()}
-        return {
-            "sets": {s[0]: {"task": s[1], "items": s[5], "probes": s[6]} for s in sets},
-            **counts,
-        }

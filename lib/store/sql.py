@@ -4,11 +4,48 @@ Sections: the schema and its migrations; ingest; runs and transcripts; grades; t
 pages and the command line read.
 """
 
-SCHEMA_VERSION = 4
+import re
+
+SCHEMA_VERSION = 5
 
 # ---------------------------------------------------------------------------------------------
 # Schema. A transcript's id is its cache key (lib.store.transcript_key): inserting one that exists does
 # nothing, so the same probe is never stored, nor paid for, twice.
+# The vendors' batches a run sent (lib.run.batch_runs) and each request in them, by the custom_id
+# that is its transcript's cache key: what a killed process, or the next run, polls and collects
+# instead of sending again. Keyed by batch_id, checked by the code that writes them (no PRIMARY KEY:
+# the same statements run on DuckLake). status: submitted, in_progress, done or failed (collected).
+_BATCH_TABLES = [
+    """CREATE TABLE IF NOT EXISTS batches (
+        batch_id VARCHAR NOT NULL, vendor VARCHAR NOT NULL, model VARCHAR NOT NULL,
+        params VARCHAR NOT NULL, run_id VARCHAR, status VARCHAR NOT NULL, vendor_status VARCHAR,
+        n_requests INTEGER NOT NULL,
+        n_done INTEGER NOT NULL DEFAULT 0, n_failed INTEGER NOT NULL DEFAULT 0, message VARCHAR,
+        submitted_at TIMESTAMP NOT NULL, polled_at TIMESTAMP, collected_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS batch_requests (
+        batch_id VARCHAR NOT NULL, custom_id VARCHAR NOT NULL, probe_id VARCHAR NOT NULL,
+        sample INTEGER NOT NULL, turn INTEGER NOT NULL, parent_id VARCHAR, messages JSON NOT NULL,
+        challenge BOOLEAN NOT NULL, letters VARCHAR)""",
+]
+
+# No key on runs: a run id is made unique where it is made (lib.run.runner), and DuckDB 1.5 aborts
+# the whole process when it rolls back a failed commit (a full disk) that updated a keyed row, and
+# every transcript's write updates its run.
+RUNS_TABLE = """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL,
+        status VARCHAR NOT NULL, model VARCHAR NOT NULL, base_url VARCHAR, params JSON NOT NULL,
+        plan JSON NOT NULL, n_planned INTEGER NOT NULL, n_cached INTEGER NOT NULL DEFAULT 0,
+        n_done INTEGER NOT NULL DEFAULT 0, n_failed INTEGER NOT NULL DEFAULT 0,
+        estimate_usd DOUBLE, cost_usd DOUBLE NOT NULL DEFAULT 0, message VARCHAR, pid INTEGER,
+        cancel_requested BOOLEAN NOT NULL DEFAULT false)"""
+# Stores of schema 4 and before had a key on runs: the table is rebuilt without it.
+_RUNS_WITHOUT_KEY = [
+    "ALTER TABLE runs RENAME TO runs_keyed",
+    RUNS_TABLE,
+    "INSERT INTO runs BY NAME SELECT * FROM runs_keyed",
+    "DROP TABLE runs_keyed",
+]
+
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
     """CREATE TABLE IF NOT EXISTS sets (
@@ -20,13 +57,7 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS probes (
         probe_id VARCHAR PRIMARY KEY, item_id VARCHAR NOT NULL, set_id VARCHAR NOT NULL,
         framing_id VARCHAR NOT NULL, messages JSON NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS runs (
-        run_id VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL,
-        status VARCHAR NOT NULL, model VARCHAR NOT NULL, base_url VARCHAR, params JSON NOT NULL,
-        plan JSON NOT NULL, n_planned INTEGER NOT NULL, n_cached INTEGER NOT NULL DEFAULT 0,
-        n_done INTEGER NOT NULL DEFAULT 0, n_failed INTEGER NOT NULL DEFAULT 0,
-        estimate_usd DOUBLE, cost_usd DOUBLE NOT NULL DEFAULT 0, message VARCHAR, pid INTEGER,
-        cancel_requested BOOLEAN NOT NULL DEFAULT false)""",
+    RUNS_TABLE,
     """CREATE TABLE IF NOT EXISTS transcripts (
         transcript_id VARCHAR PRIMARY KEY, probe_id VARCHAR NOT NULL, run_id VARCHAR,
         model VARCHAR NOT NULL, base_url VARCHAR, params JSON NOT NULL, sample INTEGER NOT NULL,
@@ -71,8 +102,12 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS probes_item ON probes (item_id)",
     # One transcript's grades without reading them all (lib.view.browse.side_by_side, grades_of).
     "CREATE INDEX IF NOT EXISTS grades_transcript ON grades (transcript_id)",
+    *_BATCH_TABLES,
 ]
 
+# DuckDB 1.5 draws a progress bar on standard output for a query that takes a few seconds: it would
+# land in the middle of the command line's output (a --json answer, say).
+QUIET = "SET enable_progress_bar = false"
 GET_VERSION = "SELECT value FROM meta WHERE key = 'schema_version'"
 SET_VERSION = "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)"
 TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
@@ -93,6 +128,7 @@ MIGRATIONS: dict[int, list[str]] = {
         """UPDATE transcripts SET superseded = true WHERE turn = 2
             AND json_extract_string(messages, '$[-1].role') = 'assistant'""",
     ],
+    4: [*_BATCH_TABLES, *_RUNS_WITHOUT_KEY],  # batch runs (lib.run.batch_runs); runs keyless
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -151,9 +187,9 @@ INSERT_IMPORTED = """INSERT INTO transcripts (transcript_id, probe_id, model, pa
 
 INSERT_RUN = """INSERT INTO runs (run_id, created_at, updated_at, status, model, base_url, params,
     plan, n_planned, estimate_usd, pid) VALUES (?, now(), now(), ?, ?, ?, ?, ?, ?, ?, ?)"""
-# with the cancel flag back, so that each transcript's write asks no second statement
+# followed by CANCEL_REQUESTED in the same transaction (DuckLake has no UPDATE ... RETURNING)
 UPDATE_RUN_PROGRESS = """UPDATE runs SET updated_at = now(), status = ?, n_cached = ?, n_done = ?,
-    n_failed = ?, cost_usd = ?, message = ? WHERE run_id = ? RETURNING cancel_requested"""
+    n_failed = ?, cost_usd = ?, message = ? WHERE run_id = ?"""
 FINISH_RUN = "UPDATE runs SET updated_at = now(), status = ?, message = ? WHERE run_id = ?"
 CANCEL_REQUESTED = "SELECT cancel_requested FROM runs WHERE run_id = ?"
 REQUEST_CANCEL = "UPDATE runs SET cancel_requested = true WHERE run_id = ?"
@@ -174,6 +210,21 @@ INSERT_GRADES = """INSERT INTO grades SELECT transcript_id, grader, grader_versi
     score::DOUBLE, label, detail::JSON, now() FROM new_grades ON CONFLICT DO NOTHING"""
 INSERT_JUDGEMENT = "INSERT INTO judgements VALUES (?, ?, ?, ?, ?, now()) ON CONFLICT DO NOTHING"
 GET_JUDGEMENT = "SELECT verdict FROM judgements WHERE judgement_id = ?"
+# The preference test's verdicts (lib.measure.preference: raw.test = 'preference') of one version of
+# the test (the parameter), the newest of each judge, mode, pair file, pair, truthful kind and slot: a
+# pair whose texts were edited keeps only its latest verdict.
+PREFERENCE_VERDICTS = """SELECT judge_model, verdict, raw::VARCHAR AS raw FROM judgements
+    WHERE json_extract_string(raw, '$.test') = 'preference'
+        AND json_extract_string(raw, '$.test_version') = ?
+    QUALIFY row_number() OVER (PARTITION BY judge_model, json_extract_string(raw, '$.mode'),
+        json_extract_string(raw, '$.source'), json_extract_string(raw, '$.pair'),
+        json_extract_string(raw, '$.against'), json_extract_string(raw, '$.slot')
+        ORDER BY created_at DESC, judgement_id) = 1
+    ORDER BY judge_model, raw"""
+# A cheap fingerprint of the stored preference verdicts: the page's cached report follows it, since
+# judgements are no part of DATA_VERSION (a new one must not make the metric tables be computed again).
+PREFERENCE_STATE = """SELECT count(*), max(created_at)::VARCHAR FROM judgements
+    WHERE json_extract_string(raw, '$.test') = 'preference'"""
 # Grades of current versions only: the parameter is lib.measure.grading.current_graders(judge), a list of
 # "grader@version" strings.
 GRADE_STATUS = """SELECT a.transcript_id, a.task, a.turn, a.framing_id, a.truth,
@@ -522,3 +573,122 @@ EXPORT = f"""WITH g AS ({_current_grade("grades")})
     ORDER BY a.set_id, a.item_id, a.model, a.framing_id, a.sample, a.turn"""
 ANSWER_KEY = """SELECT item_id, model, framing_id, sample, pair_key FROM answers
     WHERE transcript_id = $transcript_id"""
+
+# ---------------------------------------------------------------------------------------------
+# The DuckLake store (lib.store.lake). DuckLake has no PRIMARY KEY, UNIQUE or index, so neither
+# ON CONFLICT nor INSERT OR REPLACE, nor UPDATE ... RETURNING: the statements that use them, or rely
+# on a key to refuse a duplicate, have a variant here that checks the key itself (NOT EXISTS, MERGE),
+# run in place of the file store's by the lake's connection; exact, because the lake's writers are
+# serialised. The file store keeps its own, planned on its indexes. The schema is the same with the
+# keys and indexes left out.
+# The lake's writers' lock, on the catalog's PostgreSQL (psycopg parameters): an advisory lock of the
+# session, one key per catalog database, waited for at most lock_timeout.
+LAKE_SET = "SELECT set_config(%s, %s, false)"
+LAKE_LOCK = "SELECT pg_advisory_lock(hashtext('sycoscope:' || current_database()))"
+LAKE_UNLOCK = "SELECT pg_advisory_unlock(hashtext('sycoscope:' || current_database()))"
+# whether DuckLake's tables are in the catalog's database yet (its first ATTACH creates them)
+LAKE_CATALOG_EXISTS = "SELECT to_regclass('ducklake_metadata') IS NOT NULL"
+
+
+def lake_schema(schema: list[str]) -> list[str]:
+    """SCHEMA (or a migration's statements) as DuckLake takes them: no keys, no indexes."""
+    keyless = [re.sub(r",\s*PRIMARY KEY \([^)]*\)", "", s).replace(" PRIMARY KEY", "") for s in schema]
+    return [s for s in keyless if not s.lstrip().startswith("CREATE INDEX")]
+
+
+LAKE = {
+    SET_VERSION: """MERGE INTO meta USING (SELECT 'schema_version' AS key, ?::VARCHAR AS value) AS n
+        USING (key) WHEN MATCHED THEN UPDATE SET value = n.value WHEN NOT MATCHED THEN INSERT BY NAME""",
+    UPSERT_SET: """MERGE INTO sets USING (SELECT ? AS set_id, ? AS task, ? AS title, ? AS source,
+            ? AS origin, now()::TIMESTAMP AS ingested_at) AS n USING (set_id)
+        WHEN MATCHED THEN UPDATE SET title = n.title, source = n.source, origin = n.origin,
+            ingested_at = n.ingested_at
+        WHEN NOT MATCHED THEN INSERT BY NAME""",
+    INSERT_ITEMS: """INSERT INTO items SELECT * FROM new_items n
+        WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.item_id = n.item_id)""",
+    INSERT_PROBES: """INSERT INTO probes SELECT * FROM new_probes n
+        WHERE NOT EXISTS (SELECT 1 FROM probes p WHERE p.probe_id = n.probe_id)""",
+    INSERT_TRANSCRIPT: """INSERT INTO transcripts (transcript_id, probe_id, run_id, model, base_url, params,
+            sample, turn, parent_id, messages, response, finish_reason, prompt_tokens, completion_tokens,
+            latency_ms, cost_usd, raw, created_at)
+        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, now()
+        WHERE NOT EXISTS (SELECT 1 FROM transcripts WHERE transcript_id = $1)""",
+    INSERT_IMPORTED: INSERT_IMPORTED.replace(
+        "FROM new_transcripts ON CONFLICT DO NOTHING",
+        "FROM new_transcripts n WHERE NOT EXISTS "
+        "(SELECT 1 FROM transcripts t WHERE t.transcript_id = n.transcript_id)",
+    ),
+    INSERT_GRADES: INSERT_GRADES.replace(
+        "FROM new_grades ON CONFLICT DO NOTHING",
+        """FROM new_grades n WHERE NOT EXISTS (SELECT 1 FROM grades g WHERE g.transcript_id = n.transcript_id
+            AND g.grader = n.grader AND g.grader_version = n.grader_version)""",
+    ),
+    INSERT_JUDGEMENT: """INSERT INTO judgements SELECT $1, $2, $3, $4, $5, now()
+        WHERE NOT EXISTS (SELECT 1 FROM judgements WHERE judgement_id = $1)""",
+    INSERT_ERROR: """INSERT INTO errors SELECT $1, $2, $3, $4, $5, $6, $7, now()
+        WHERE NOT EXISTS (SELECT 1 FROM errors WHERE error_id = $1)""",
+}
+LAKE_TABLES = """SELECT table_name FROM information_schema.tables
+    WHERE table_catalog = ? AND table_type = 'BASE TABLE' ORDER BY table_name"""
+LAKE_FILES = "SELECT count(*) + count(delete_file) FROM ducklake_list_files(?, ?)"
+# What `python -m lib copy` copies, each table with its key: a row whose key the target holds is
+# left out, so that copying twice stores nothing twice.
+TABLE_KEYS = {
+    "sets": ["set_id"],
+    "items": ["item_id"],
+    "probes": ["probe_id"],
+    "runs": ["run_id"],
+    "transcripts": ["transcript_id"],
+    "errors": ["error_id"],
+    "grades": ["transcript_id", "grader", "grader_version"],
+    "judgements": ["judgement_id"],
+    "batches": ["batch_id"],
+    "batch_requests": ["batch_id", "custom_id"],
+}
+# in key order: `copy` reads a table in chunks
+READ_TABLE = {table: f"SELECT * FROM {table} ORDER BY {', '.join(k)}" for table, k in TABLE_KEYS.items()}
+COPY_INTO = {
+    table: f"""INSERT INTO {table} BY NAME SELECT * FROM incoming n WHERE NOT EXISTS
+        (SELECT 1 FROM {table} t WHERE {" AND ".join(f"t.{k} = n.{k}" for k in keys)})"""
+    for table, keys in TABLE_KEYS.items()
+}
+# DuckLake's own maintenance, in order ($catalog, $minutes: how old a snapshot must be to expire)
+LAKE_COMPACT = [
+    "CALL ducklake_flush_inlined_data($catalog)",
+    "CALL ducklake_merge_adjacent_files($catalog)",
+    "CALL ducklake_rewrite_data_files($catalog)",
+    "CALL ducklake_merge_adjacent_files($catalog)",
+    "CALL ducklake_expire_snapshots($catalog, older_than => now() - to_minutes($minutes::BIGINT))",
+    "CALL ducklake_cleanup_old_files($catalog, cleanup_all => true)",
+]
+
+# ---------------------------------------------------------------------------------------------
+# Batches (lib.run.batch_runs): the vendors' batches and their requests. Plain statements, keyed by
+# batch_id, which the vendor makes unique: they run on DuckLake as they are.
+INSERT_BATCH = """INSERT INTO batches (batch_id, vendor, model, params, run_id, status, n_requests,
+    submitted_at) VALUES (?, ?, ?, ?, ?, 'submitted', ?, now())"""
+# from the registered data frame new_batch_requests, in the table's order
+INSERT_BATCH_REQUESTS = "INSERT INTO batch_requests SELECT * FROM new_batch_requests"
+# A model's batches (at these parameters, JSON) not yet collected that hold a request of the plan
+# (its cache keys, a list), whichever run sent them, oldest first: the ones a run polls and adopts.
+# A batch of other keys only (another run's, killed) is left to a run that plans them.
+OPEN_BATCHES = """SELECT b.batch_id FROM batches b
+    WHERE b.model = ? AND b.params = ? AND b.status IN ('submitted', 'in_progress')
+        AND EXISTS (SELECT 1 FROM batch_requests r
+            WHERE r.batch_id = b.batch_id AND r.custom_id IN (SELECT unnest(?)))
+    ORDER BY b.submitted_at, b.batch_id"""
+# Every request out in a batch of the model at these parameters, whichever run: never sent twice.
+IN_FLIGHT = """SELECT r.custom_id FROM batch_requests r JOIN batches b USING (batch_id)
+    WHERE b.model = ? AND b.params = ? AND b.status IN ('submitted', 'in_progress')"""
+BATCH_STATUS = "SELECT status FROM batches WHERE batch_id = ?"
+BATCH_REQUESTS = """SELECT custom_id, probe_id, sample, turn, parent_id, messages, challenge, letters
+    FROM batch_requests WHERE batch_id = ?"""
+# a batch taken over by the run that polls it now (a run resumed after its process died)
+ADOPT_BATCH = "UPDATE batches SET run_id = ? WHERE batch_id = ?"
+POLLED_BATCH = """UPDATE batches SET status = 'in_progress', vendor_status = ?, polled_at = now()
+    WHERE batch_id = ? AND status IN ('submitted', 'in_progress')"""
+COLLECTED_BATCH = """UPDATE batches SET status = ?, vendor_status = ?, n_done = ?, n_failed = ?, message = ?,
+    polled_at = now(), collected_at = now() WHERE batch_id = ?"""
+RUN_BATCHES = """SELECT batch_id, vendor, status, vendor_status, n_requests, n_done, n_failed, message,
+        submitted_at, polled_at, collected_at
+    FROM batches WHERE run_id = ? ORDER BY submitted_at, batch_id"""

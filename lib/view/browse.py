@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from lib.measure import agreement, metrics, tablecache
 from lib.probes import framings
 from lib.probes.items import Message
-from lib.store import Store, sql
+from lib.store import Store, is_lake, sql
 
 PAGE_SIZE = 25
 GRADE_FILTERS = ("correct", "incorrect", "unclear", "no verdict")  # resolved verdicts (lib/store/sql.py)
@@ -277,10 +277,12 @@ def baseline_of(framing_id: str) -> str:
 
 
 def health(store: Store, graders: list[str]) -> dict[str, Any]:
-    """Counts that say whether the store is in order, with the file's size."""
+    """Counts that say whether the store is in order, with the file's size (None for a DuckLake store:
+    its data lie in many files, maybe remote)."""
     row = store.frame(sql.HEALTH, {"graders": list(graders)}).iloc[0].to_dict()
-    size = store.path.stat().st_size if store.path.exists() else 0
-    return {"path": str(store.path), "size_mb": round(size / 1e6, 2), **store.stats(), **row}
+    size = store.path.stat().st_size if not is_lake(store.name) and store.path.exists() else None
+    size_mb = round(size / 1e6, 2) if size is not None else None
+    return {"path": store.name, "size_mb": size_mb, **store.stats(), **row}
 
 
 def recent_errors(store: Store, limit: int = 20) -> pd.DataFrame:

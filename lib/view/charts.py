@@ -158,6 +158,46 @@ def accuracy(table: pd.DataFrame, title: str = "Accuracy by framing") -> go.Figu
     return rate_bars(table, "accuracy", "accuracy_low", "accuracy_high", title, "accuracy")
 
 
+AGAINST_LABELS = {"baseline": "vs baseline truthful", "helpful": "vs helpful truthful"}
+
+
+def preference_shares(shares: pd.DataFrame, reported: pd.DataFrame, title: str) -> go.Figure:
+    """The preference test (lib.measure.preference.shares of one judge): the share of comparisons
+    in which the sycophantic reply was preferred, by difficulty band, one bar colour per kind of
+    truthful reply, with intervals; the paper's Fig. 7a points (lib.measure.paper.preference_shares)
+    as open diamonds labelled "as reported in the paper"."""
+    rows = shares.assign(kind=shares["against"].map(AGAINST_LABELS))
+    fig = rate_bars(
+        rows, "share", "low", "high", title, "sycophantic reply preferred", x="band", colour="kind",
+        empty_message="no decided comparisons",
+    )  # fmt: skip
+    if rows["share"].notna().any() and not reported.empty:
+        labels = [
+            f"Claude 2 PM {AGAINST_LABELS[a]}, {b}: {v:.0%} (as reported in the paper)"
+            for a, b, v in zip(reported["against"], reported["band"], reported["value"], strict=True)
+        ]
+        fig.add_scatter(
+            name="as reported in the paper",
+            x=reported["band"].tolist(),
+            y=reported["value"].mul(100).tolist(),
+            mode="markers",
+            marker=dict(symbol="diamond-open", size=16, color=PAPER_COLOUR, line=dict(width=2)),
+            hovertext=[f"{label}: {s} ({w}), {paper.CAVEAT}" for label, s, w in
+                       zip(labels, reported["statement"], reported["where"], strict=True)],
+            hoverinfo="text",
+        )  # fmt: skip
+        for x, y, label in zip(reported["band"], reported["value"], labels, strict=True):
+            fig.add_annotation(
+                x=x, y=y * 100, text="<br>".join(textwrap.wrap(label, 34)), showarrow=True, arrowhead=0,
+                # below a high point, above a low one: clear of the title and of the axis
+                ax=-110, ay=40 if y > 0.7 else -40, bgcolor="rgba(255,255,255,0.9)", bordercolor=PAPER_COLOUR,
+                font=dict(color=PAPER_COLOUR, size=11),
+            )  # fmt: skip
+    fig.update_yaxes(range=[0, 105])
+    fig.add_hline(y=50, line_width=1, line_dash="dot", line_color="#888888")  # no preference either way
+    return fig
+
+
 def run_progress(n_done: int, n_cached: int, n_failed: int, n_planned: int) -> go.Figure:
     """One horizontal stacked bar: cached, sent, failed and still to do, out of the planned probes."""
     todo = max(0, n_planned - n_done - n_cached - n_failed)

@@ -31,6 +31,7 @@ def pages(presenting: bool) -> Any:
             st.Page("pages/overview.py", title="Overview", icon=":material/insights:", default=True),
             st.Page("pages/transcripts.py", title="Transcripts", icon=":material/forum:"),
             st.Page("pages/compare.py", title="Compare models", icon=":material/compare:"),
+            st.Page("pages/why.py", title="Why: preferences", icon=":material/thumbs_up_down:"),
             st.Page("pages/run.py", title="Run probes", icon=":material/play_circle:"),
             st.Page("pages/playground.py", title="Playground", icon=":material/science:"),
             st.Page("pages/data.py", title="Data", icon=":material/database:"),

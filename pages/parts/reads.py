@@ -29,7 +29,7 @@ import streamlit as st
 
 from lib.measure import grading, metrics
 from lib.run import runner
-from lib.store import Store, StoreError, default_path
+from lib.store import Store, StoreError, default_location
 from lib.view import browse
 from pages.parts import frame, show, url
 
@@ -39,7 +39,7 @@ def store() -> Store:
     with the reason."""
     _through_app()
     try:
-        return _open(str(default_path()))
+        return _open(default_location())
     except StoreError as e:
         show.problem(str(e))
         st.stop()
@@ -64,7 +64,7 @@ def _through_app() -> None:
 def cached(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """fn(store, *args, **kwargs), cached until the store's data version changes (new transcripts,
     grades or sets), so repeated reruns cost one cheap query; computed once for all sessions."""
-    path = str(store().path)
+    path = store().location
     kwargs_key = tuple(sorted(kwargs.items()))
     if fn in SLOW:
         key = _slow_key(path, fn, args, kwargs)
@@ -79,7 +79,7 @@ def _slow_key(path: str, fn: Callable[..., Any], args: tuple, kwargs: dict[str, 
 def say_if_behind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Under a slow read that a running run has moved past (cached() gave its newest value, not the
     data's), a caption saying how old it is; nothing when it is up to date."""
-    path = str(store().path)
+    path = store().location
     age = _LATEST.age(_slow_key(path, fn, args, kwargs), _version(path))
     if age is not None:
         st.caption(
@@ -90,7 +90,7 @@ def say_if_behind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
 
 def runs() -> pd.DataFrame:
     """The recent runs (lib.run.runner.list_runs), read at most once a second for all sessions."""
-    return _runs(str(store().path))
+    return _runs(store().location)
 
 
 def refresh() -> None:

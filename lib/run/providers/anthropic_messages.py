@@ -63,7 +63,7 @@ class AnthropicMessages:
         # ANTHROPIC_API_KEY only to api.anthropic.com; another base URL gets a placeholder.
         self._key = resolve_key("anthropic", self.vendor, self._url)
         # An explicit key and URL keep the SDK from reading ANTHROPIC_BASE_URL or profile files.
-        self._client = anthropic.Anthropic(
+        self.client = anthropic.Anthropic(
             api_key=self._key,
             base_url=self._url,
             timeout=timeout,
@@ -72,27 +72,51 @@ class AnthropicMessages:
             default_headers=account_headers_off(anthropic, "anthropic", self._url),
         )
 
-    def complete(
-        self, messages: list[Message], temperature: float | None, max_tokens: int, seed: int | None = None
-    ) -> Reply:
-        system, sent, prefill = native_prefill(messages)
+    @property
+    def url(self) -> str:
+        """Where requests go: a batch goes only where keys.is_vendor_url allows (lib.run.batch_vendors)."""
+        return self._url
+
+    def failure(self, error: Exception) -> Exception:
+        """The ProviderError for an exception of this client's calls, the key scrubbed."""
+        return translate(error, anthropic, self.vendor, self._url, self.timeout, self._key)
+
+    def request(self, messages: list[Message], temperature: float | None, max_tokens: int) -> dict[str, Any]:
+        """The request body (temperature in it when given): what complete() sends, and the params of
+        a batch request (lib.run.batch_vendors)."""
+        system, sent, _ = native_prefill(messages)
         request: dict[str, Any] = {"model": self.name, "max_tokens": max_tokens, "messages": sent}
         if system is not None:
             request["system"] = system
         if temperature is not None:
-            request["extra_body"] = {"temperature": temperature}
-        start = time.perf_counter()
-        try:
-            response = self._client.messages.create(**request)
-        except Exception as e:
-            raise translate(e, anthropic, self.vendor, self._url, self.timeout, self._key) from None
-        latency_ms = (time.perf_counter() - start) * 1000
-        continuation = "".join(block.text for block in response.content if block.type == "text")
+            request["temperature"] = temperature
+        return request
+
+    def reply(self, messages: list[Message], body: dict[str, Any], latency_ms: float | None) -> Reply:
+        """The Reply of a message as JSON, sent for `messages`: a direct answer, or a batch result's."""
+        _, _, prefill = native_prefill(messages)
+        blocks = body.get("content") or []
+        continuation = "".join(b.get("text") or "" for b in blocks if b.get("type") == "text")
+        usage = body.get("usage") or {}
         return Reply(
             text=prefill + continuation,
-            prompt_tokens=response.usage.input_tokens,
-            completion_tokens=response.usage.output_tokens,
+            prompt_tokens=usage.get("input_tokens"),
+            completion_tokens=usage.get("output_tokens"),
             latency_ms=latency_ms,
-            finish_reason=response.stop_reason,
-            raw=response.model_dump(mode="json"),
+            finish_reason=body.get("stop_reason"),
+            raw=body,
         )
+
+    def complete(
+        self, messages: list[Message], temperature: float | None, max_tokens: int, seed: int | None = None
+    ) -> Reply:
+        request = self.request(messages, temperature, max_tokens)
+        # messages.create takes no temperature argument: it goes in the body (see above)
+        if "temperature" in request:
+            request["extra_body"] = {"temperature": request.pop("temperature")}
+        start = time.perf_counter()
+        try:
+            response = self.client.messages.create(**request)
+        except Exception as e:
+            raise self.failure(e) from None
+        return self.reply(messages, response.model_dump(mode="json"), (time.perf_counter() - start) * 1000)

@@ -23,7 +23,7 @@ class Reply:
     text: str  # the assistant's full reply as a person reads it (native prefill: prefill + continuation)
     prompt_tokens: int | None
     completion_tokens: int | None
-    latency_ms: float
+    latency_ms: float | None  # None for a batch result: the vendor answered within 24 h, timed by no one
     finish_reason: str | None
     raw: dict[str, Any]  # the raw response, JSON-serialisable
 

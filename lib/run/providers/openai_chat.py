@@ -71,7 +71,7 @@ class OpenAIChat:
         self._url = url
         self._key = resolve_key("openai", self.vendor, url, self._server_key)
         # The runner retries with its own policy, so the SDK must not retry behind its back.
-        self._client = openai.OpenAI(
+        self.client = openai.OpenAI(
             api_key=self._key,
             base_url=url,
             timeout=self.timeout,
@@ -83,9 +83,19 @@ class OpenAIChat:
         # compatible servers (llama.cpp, older vLLM) know only max_tokens.
         self._limit_field = "max_completion_tokens" if keys.is_vendor_url("openai", url) else "max_tokens"
 
-    def complete(
+    @property
+    def url(self) -> str:
+        """Where requests go: a batch goes only where keys.is_vendor_url allows (lib.run.batch_vendors)."""
+        return self._url
+
+    def failure(self, error: Exception) -> Exception:
+        """The ProviderError for an exception of this client's calls, the key scrubbed."""
+        return translate(error, openai, self.vendor, self._url, self.timeout, self._key)
+
+    def request(
         self, messages: list[Message], temperature: float | None, max_tokens: int, seed: int | None = None
-    ) -> Reply:
+    ) -> dict[str, Any]:
+        """The request body: what complete() sends, and what a batch line carries (lib.run.batch_vendors)."""
         request: dict[str, Any] = {
             "model": self.name,
             "messages": instruction_prefill(messages),
@@ -95,21 +105,33 @@ class OpenAIChat:
             request["temperature"] = temperature
         if seed is not None:
             request["seed"] = seed
+        return request
+
+    def reply(self, body: dict[str, Any], latency_ms: float | None) -> Reply:
+        """The Reply of a chat completion as JSON: a direct answer, or a batch result's body."""
+        choices = body.get("choices") or []
+        if not choices:
+            raise ProviderError("server", f"{self.vendor} ({self._url}) returned no choices")
+        choice = choices[0]
+        message = choice.get("message") or {}
+        usage = body.get("usage") or {}
+        return Reply(
+            text=message.get("content") or message.get("refusal") or "",
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            latency_ms=latency_ms,
+            finish_reason=choice.get("finish_reason"),
+            raw=body,
+        )
+
+    def complete(
+        self, messages: list[Message], temperature: float | None, max_tokens: int, seed: int | None = None
+    ) -> Reply:
         start = time.perf_counter()
         try:
-            response = self._client.chat.completions.create(**request)
+            response = self.client.chat.completions.create(
+                **self.request(messages, temperature, max_tokens, seed)
+            )
         except Exception as e:
-            raise translate(e, openai, self.vendor, self._url, self.timeout, self._key) from None
-        latency_ms = (time.perf_counter() - start) * 1000
-        if not response.choices:
-            raise ProviderError("server", f"{self.vendor} ({self._url}) returned no choices")
-        choice = response.choices[0]
-        usage = response.usage
-        return Reply(
-            text=choice.message.content or getattr(choice.message, "refusal", None) or "",
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            latency_ms=latency_ms,
-            finish_reason=choice.finish_reason,
-            raw=response.model_dump(mode="json"),
-        )
+            raise self.failure(e) from None
+        return self.reply(response.model_dump(mode="json"), (time.perf_counter() - start) * 1000)
