@@ -145,6 +145,7 @@ if set_ids and name.strip():
             show.problem(str(e))
         else:
             url.set_param("run", run_id)
+            reads.refresh()  # the runs read a moment ago lack this one: the page shows it at once
             st.rerun()
 else:
     st.info("Choose a model and at least one set.")

@@ -323,7 +323,8 @@ def test_the_run_page_sends_a_batch_at_half_price_and_shows_its_batches(store, f
     assert len(fake.submissions) == 1 and store.scalar("SELECT count(*) FROM transcripts") == 8
     at.run()
     assert not at.exception, at.exception
-    assert any("batches: 0 submitted, 0 in progress, 1 done, 0 failed" in str(c.value) for c in at.caption)
+    captions = [str(c.value) for c in at.caption]
+    assert any("batches: 0 submitted, 0 in progress, 1 done, 0 failed" in c for c in captions), captions
     shown = [df.value for df in at.dataframe if "batch_id" in df.value.columns]
     assert shown and shown[0]["batch_id"].tolist() == [fake.submissions[0].id]
 
