@@ -209,9 +209,9 @@ def runner_sets(run: dict) -> list[str]:
 # elsewhere reruns the whole page (live.live_runs), and then this polls again; so does a run just
 # started here that the runs read (shared, a second old) does not hold yet.
 shown = watched(reads.runs())
-finished = (
-    shown is not None
-    and shown["status"] not in ("planned", "running")
-    and url.param("run") in (None, shown["run_id"])
-)
-st.fragment(watch, run_every=None if finished else 2)()
+linked = url.param("run")
+if shown is None:
+    going = linked is not None
+else:
+    going = shown["status"] in ("planned", "running") or linked not in (None, shown["run_id"])
+st.fragment(watch, run_every=2 if going else None)()

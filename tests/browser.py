@@ -118,9 +118,12 @@ def chromium() -> Iterator[Browser]:
 # rather than for a quiet moment before that run has begun.
 _COUNT_RUNS = """
 window.__runs = 0;
+window.__stops = 0;
 new MutationObserver((changes) => {
   for (const change of changes) {
-    if (change.target.getAttribute("data-test-script-state") === "running") window.__runs++;
+    const state = change.target.getAttribute("data-test-script-state");
+    if (state === "running") window.__runs++;
+    if (state === "notRunning") window.__stops++;
   }
 }).observe(document, {subtree: true, attributes: true, attributeFilter: ["data-test-script-state"]});
 """
@@ -135,11 +138,20 @@ def new_page(browser: Browser, width: int = 1400, height: int = 1000) -> Page:
 
 
 def after_rerun(page: Page, action: Callable[[], object]) -> None:
-    """Do `action` (a click, a key) and wait until the script run it starts has ended."""
-    before = page.evaluate("window.__runs")
+    """Do `action` (a click, a key) and wait until the script run it starts has ended. An action taken
+    while a timer fragment runs may merge into that run (the state stays "running", no new start is
+    seen): then the end of the run going on is what is waited for."""
+    before = page.evaluate(_RUN_STATE)
     action()
-    page.wait_for_function("n => window.__runs > n", arg=before)
+    page.wait_for_function(
+        """([runs, stops, running]) => window.__runs > runs || (running && window.__stops > stops)""",
+        arg=before,
+    )
     settle(page)
+
+
+_RUN_STATE = """() => [window.__runs, window.__stops,
+  document.querySelector('[data-testid="stApp"]')?.getAttribute("data-test-script-state") === "running"]"""
 
 
 def commit_text(page: Page, field: Locator, value: str, key: str = "Enter") -> None:
