@@ -64,7 +64,7 @@ import pandas as pd
 
 from lib.probes.items import messages_json
 from lib.run import batch_vendors, runner
-from lib.run.batch_vendors import Batches, CreateUnconfirmed, Request, Result
+from lib.run.batch_vendors import Batches, Request, Result
 from lib.run.providers import Provider, ProviderError
 from lib.run.runner import Grade, Job, Plan, Progress, Writer
 from lib.store import Store, StoreBusy, sql
@@ -109,24 +109,9 @@ def send(
     grade: Grade | None,
 ) -> tuple[str, str | None]:
     """Send the plan's jobs in batches, poll and collect them until every one is stored or given
-    up. Returns the run's (status, message): done, cancelled, or failed when the vendor refuses a
-    batch (a bad key, a 4xx on create) as a direct run stops, or a create's answer is lost where it
-    cannot be looked for. Raises StoreBusy when the store stays busy."""
-    try:
-        return _send(store, run_id, the_plan, provider, writer, on_progress, grade)
-    except (runner.RunStopped, CreateUnconfirmed) as e:
-        return "failed", str(e)
-
-
-def _send(
-    store: Store,
-    run_id: str,
-    the_plan: Plan,
-    provider: Provider,
-    writer: Writer,
-    on_progress: Callable[[Progress], None] | None,
-    grade: Grade | None,
-) -> tuple[str, str | None]:
+    up. Returns the run's (status, message): done or cancelled. Raises RunStopped when the vendor
+    refuses a batch (a bad key, a 4xx on create) as a direct run stops, or a create's answer is lost
+    where it cannot be looked for (CreateUnconfirmed); StoreBusy when the store stays busy."""
     spec = the_plan.spec
     run = _Sending(store, run_id, spec, batch_vendors.for_provider(provider), writer, MAX_BATCHES_OUT)
     params = json.dumps(spec.params)

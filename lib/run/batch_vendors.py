@@ -45,6 +45,7 @@ from lib.run.providers import Provider, ProviderError, Reply
 from lib.run.providers.anthropic_messages import AnthropicMessages
 from lib.run.providers.base import classify, scrub
 from lib.run.providers.openai_chat import OpenAIChat
+from lib.run.runner import RunStopped
 
 OPENAI_ENDPOINT = "/v1/chat/completions"
 # OpenAI fails a whole batch with these codes when the organisation has too many tokens queued
@@ -97,7 +98,7 @@ class State:
     error_kind: str = "bad_request"
 
 
-class CreateUnconfirmed(Exception):
+class CreateUnconfirmed(RunStopped):
     """A batch create whose answer was lost: the vendor may have made it (and charge for it), and
     there is no way to find it (Anthropic): not tried again, the run stops with this message."""
 

@@ -828,7 +828,10 @@ def _execute(
     if spec.batch and the_plan.jobs:
         from lib.run import batch_runs  # built on this module: imported when a batch is sent
 
-        status, message = batch_runs.send(store, run_id, the_plan, provider, writer, on_progress, grade)
+        try:
+            status, message = batch_runs.send(store, run_id, the_plan, provider, writer, on_progress, grade)
+        except RunStopped as e:  # a vendor refusing a batch stops the run as a refused request does
+            status, message = "failed", str(e)
     concurrency = max(1, spec.concurrency)
     with ThreadPoolExecutor(max_workers=2 * concurrency) as pool:
         pending: dict[Future, Job] = {}
