@@ -42,7 +42,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,30 @@ def transcript_key(
         ensure_ascii=False,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+@contextmanager
+def transaction(
+    con: duckdb.DuckDBPyConnection, failed: Callable[[duckdb.Error], StoreError]
+) -> Iterator[None]:
+    """One transaction on `con`: committed if the block ends normally, rolled back if it raises or
+    the commit fails. A write the disk or the catalog refused (an I/O error, a failed commit) raises
+    failed(error): a StoreError naming the store."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException as e:
+        with suppress(duckdb.Error):  # a connection the disk broke may refuse even this
+            con.execute("ROLLBACK")
+        if isinstance(e, duckdb.IOException):
+            raise failed(e) from e
+        raise
+    try:
+        con.execute("COMMIT")
+    except duckdb.Error as e:  # the write-ahead log, the file or the catalog could not be written
+        with suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise failed(e) from e
 
 
 class _TimedOut(Exception):
@@ -525,19 +549,8 @@ class Store(Operations):
         with self._locked(exclusive=True, deadline=time.monotonic() + self.timeout):
             con = self._connect(read_only=False)
             try:
-                con.execute("BEGIN TRANSACTION")
-                try:
+                with transaction(con, self._write_failed):
                     yield con
-                except BaseException as e:
-                    with suppress(duckdb.Error):  # a connection the disk broke may refuse even this
-                        con.execute("ROLLBACK")
-                    if isinstance(e, duckdb.IOException):
-                        raise self._write_failed(e) from e
-                    raise
-                try:
-                    con.execute("COMMIT")
-                except duckdb.Error as e:  # the write-ahead log or the file could not be written
-                    raise self._write_failed(e) from e
             finally:
                 con.close()
 

@@ -41,7 +41,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from lib.paths import DEFAULT_STORE
 from lib.store import sql
-from lib.store.database import LAKE_PREFIX, Operations, StoreBusy, StoreError
+from lib.store.database import LAKE_PREFIX, Operations, StoreBusy, StoreError, transaction
 
 INLINE_ROWS = 500  # inserts of at most this many rows stay in the catalog until compacted
 CATALOG = "lake"  # the attached catalog's name in each process's DuckDB
@@ -314,21 +314,8 @@ class LakeStore(Operations):
                 try:
                     # DuckDB begins lazily: the snapshot is read by the block's first statement,
                     # under the lock
-                    cursor.execute("BEGIN TRANSACTION")
-                    try:
+                    with transaction(cursor, self._write_failed):
                         yield _LakeWrite(cursor)
-                    except BaseException as e:
-                        with suppress(duckdb.Error):
-                            cursor.execute("ROLLBACK")
-                        if isinstance(e, duckdb.IOException):
-                            raise self._write_failed(e) from e
-                        raise
-                    try:
-                        cursor.execute("COMMIT")
-                    except duckdb.Error as e:
-                        with suppress(duckdb.Error):
-                            cursor.execute("ROLLBACK")
-                        raise self._write_failed(e) from e
                 finally:
                     cursor.close()
         finally:
