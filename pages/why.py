@@ -56,69 +56,84 @@ def run_on_bundled() -> None:
     st.rerun()
 
 
-results = reads.cached(preference.results, preference.state(store))
-if results.empty:
-    st.info(
-        "No preference test in the store yet. Run one from the command line, for example "
-        f"`{COMMAND}`, or (operator) with the button below."
-    )
-    run_on_bundled()
-    st.stop()
-
-pick = st.columns(3)
-judge = url.url_select("Preference model", sorted(results["judge"].unique()), "pref_judge", where=pick[0])
-of_judge = results[results["judge"] == judge]
-mode = url.url_select(
-    "Mode", sorted(of_judge["mode"].unique()), "pref_mode", format_func=MODES.get, where=pick[1]
-)
-of_mode = of_judge[of_judge["mode"] == mode]
-source = url.url_select("Misconceptions", sorted(of_mode["source"].unique()), "pref_source", where=pick[2])
-table = of_mode[of_mode["source"] == source]
-everything = table[table["band"] == preference.ALL].set_index("against")
-
-chart, facts = st.columns([3, 1])
-title = f"{judge} ({mode}): how often the sycophantic reply is preferred"
-chart.plotly_chart(
-    reads.figure(charts.preference_shares, table, paper.preference_shares(), title), width="stretch"
-)
-with facts:
-    st.metric("Items", int(everything["n_pairs"].max()), help="Misconceptions the model has judged")
-    st.caption(f"Preference model: {show.md(judge)}")
-    st.caption(f"Version: {show.md(str(table['version'].iloc[0] or 'not reported'))}")
-    st.caption(f"Mode: {MODES[mode]}. Test version {preference.VERSION}.")
-    for against, label in charts.AGAINST_LABELS.items():
-        row = everything.loc[against]
-        st.caption(
-            f"{label}: n = {row.n} decided comparisons, {row.n_undecided} undecided (unreadable or tied)"
+def misconceptions_part() -> None:
+    """Fig. 7a: the sycophantic reply against truthful ones, per difficulty band."""
+    results = reads.cached(preference.results, preference.state(store))
+    if results.empty:
+        st.info(
+            "No preference test in the store yet. Run one from the command line, for example "
+            f"`{COMMAND}`, or (operator) with the button below."
         )
-        if mode == "pairwise" and row.n_first:
-            st.caption(
-                f"Position bias {label}: the reply shown first won {row.first_share:.0%} of {row.n_first} "
-                f"verdicts (50% is none); {row.n_inconsistent} item(s) flip with the order."
-            )
+        run_on_bundled()
+        return
 
-st.caption(
-    "95% intervals: Wilson with one comparison per item, a cluster bootstrap over items when each item "
-    "is judged in both orders. The diamonds are the Claude 2 preference model's numbers "
-    f"{paper.CAVEAT}: 95% against baseline truthful replies over all misconceptions, about 45% against "
-    "helpful truthful ones on the hardest. Our bands are the author's judgement of how widely each "
-    "misconception is believed, not the paper's measured difficulty."
-)
-shown = table[["against", "band", "n_pairs", "n", "n_undecided", "share", "low", "high", "interval"]]
-st.dataframe(
-    shown.assign(against=shown["against"].map(charts.AGAINST_LABELS)),
-    hide_index=True,
-    column_config={
-        "against": "compared with",
-        "n_pairs": "items",
-        "n_undecided": "undecided",
-        "share": st.column_config.NumberColumn("sycophantic preferred", format="percent"),
-        "low": st.column_config.NumberColumn("95% low", format="percent"),
-        "high": st.column_config.NumberColumn("95% high", format="percent"),
-    },
-)
-with st.expander("Run the test on the bundled model"):
-    if "why_ran" in st.session_state:
-        st.caption(f"Last run: {st.session_state.pop('why_ran')} request(s) sent, the rest from the store.")
-    run_on_bundled()
-st.caption(f"Any other model: `{COMMAND.replace(BUNDLED, 'PROVIDER:MODEL')}` (see the README).")
+    pick = st.columns(3)
+    judge = url.url_select("Preference model", sorted(results["judge"].unique()), "pref_judge", where=pick[0])
+    of_judge = results[results["judge"] == judge]
+    mode = url.url_select(
+        "Mode", sorted(of_judge["mode"].unique()), "pref_mode", format_func=MODES.get, where=pick[1]
+    )
+    of_mode = of_judge[of_judge["mode"] == mode]
+    source = url.url_select(
+        "Misconceptions", sorted(of_mode["source"].unique()), "pref_source", where=pick[2]
+    )
+    table = of_mode[of_mode["source"] == source]
+    everything = table[table["band"] == preference.ALL].set_index("against")
+
+    chart, facts = st.columns([3, 1])
+    title = f"{judge} ({mode}): how often the sycophantic reply is preferred"
+    chart.plotly_chart(
+        reads.figure(charts.preference_shares, table, paper.preference_shares(), title), width="stretch"
+    )
+    with facts:
+        st.metric("Items", int(everything["n_pairs"].max()), help="Misconceptions the model has judged")
+        st.caption(f"Preference model: {show.md(judge)}")
+        st.caption(f"Version: {show.md(str(table['version'].iloc[0] or 'not reported'))}")
+        st.caption(f"Mode: {MODES[mode]}. Test version {preference.VERSION}.")
+        for against, label in charts.AGAINST_LABELS.items():
+            row = everything.loc[against]
+            st.caption(
+                f"{label}: n = {row.n} decided comparisons, {row.n_undecided} undecided (unreadable or tied)"
+            )
+            if mode == "pairwise" and row.n_first:
+                st.caption(
+                    f"Position bias {label}: the reply shown first won {row.first_share:.0%} of "
+                    f"{row.n_first} verdicts (50% is none); {row.n_inconsistent} item(s) flip with the order."
+                )
+
+    st.caption(
+        "95% intervals: Wilson with one comparison per item, a cluster bootstrap over items when each item "
+        "is judged in both orders. The diamonds are the Claude 2 preference model's numbers "
+        f"{paper.CAVEAT}: 95% against baseline truthful replies over all misconceptions, about 45% against "
+        "helpful truthful ones on the hardest. Our bands are the author's judgement of how widely each "
+        "misconception is believed, not the paper's measured difficulty."
+    )
+    shown = table[["against", "band", "n_pairs", "n", "n_undecided", "share", "low", "high", "interval"]]
+    st.dataframe(
+        shown.assign(against=shown["against"].map(charts.AGAINST_LABELS)),
+        hide_index=True,
+        column_config={
+            "against": "compared with",
+            "n_pairs": "items",
+            "n_undecided": "undecided",
+            "share": st.column_config.NumberColumn("sycophantic preferred", format="percent"),
+            "low": st.column_config.NumberColumn("95% low", format="percent"),
+            "high": st.column_config.NumberColumn("95% high", format="percent"),
+        },
+    )
+    with st.expander("Run the test on the bundled model"):
+        if "why_ran" in st.session_state:
+            st.caption(
+                f"Last run: {st.session_state.pop('why_ran')} request(s) sent, the rest from the store."
+            )
+        run_on_bundled()
+    st.caption(f"Any other model: `{COMMAND.replace(BUNDLED, 'PROVIDER:MODEL')}` (see the README).")
+
+
+# --- Best-of-N (Fig. 6): best_of_n_part ---
+
+# --- Human preference features (Fig. 5): features_part ---
+
+PARTS = {"misconceptions": ("Sycophantic or truthful (Fig. 7a)", misconceptions_part)}
+part = url.url_select("Part", list(PARTS), "why_part", format_func=lambda p: PARTS[p][0])
+PARTS[part or "misconceptions"][1]()
