@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lib.measure import agreement, grading, metrics
+from lib.measure import agreement, grading, ladder, metrics
 from lib.measure.agreement import GoldError
 from lib.probes import probesets
 from lib.probes.probesets import ProbeSetError, UnknownSet
@@ -28,11 +29,13 @@ from lib.run.providers import BundledServerError, ProviderError
 from lib.store import Store, StoreError, sql
 from lib.store.lake import LakeStore
 from lib.store.transfer import copy_store
-from lib.view import browse
+from lib.view import browse, deck, deck_export, fill
+from lib.view import demo as demo_store
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     ProbeSetError,
     StoreError,
+    deck_export.RenderError,
     UnknownSet,
     runner.RunStopped,
     ProviderError,
@@ -158,6 +161,33 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deck_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--export", required=True, type=Path, metavar="FILE", help="the HTML file to write")
+    parser.add_argument("--png", type=Path, metavar="DIR", help="also each slide as DIR/slide-N.png")
+    parser.add_argument("--judge", metavar="MODEL", help="also count this judge model's verdicts")
+
+
+def deck_command(args: argparse.Namespace) -> int:
+    """Write the deck pinned on the Deck page as one self-contained HTML file (and each slide as a PNG)."""
+    store = Store()
+    pairs = deck.pairs(store, deck.pinned(store), grading.current_graders(args.judge))
+    if not pairs:
+        raise StoreError(f"the store {store.name} holds no deck: pin flips on the dashboard's Deck page")
+    args.export.parent.mkdir(parents=True, exist_ok=True)
+    args.export.write_text(deck_export.deck_html(pairs), encoding="utf-8")
+    print(f"wrote {len(pairs)} slides to {args.export}")
+    if args.png:
+        args.png.mkdir(parents=True, exist_ok=True)
+        for number, pair in enumerate(pairs, 1):
+            (args.png / f"slide-{number}.png").write_bytes(deck_export.slide_png(pair, number, len(pairs)))
+        print(f"wrote {len(pairs)} PNG slides to {args.png}")
+    return 0
+
+
+# --turns with no number: the challenge sent this many times
+TURNS = 3
+
+
 def _run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -224,6 +254,16 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
         help="send through the vendor's batch API (openai, anthropic): half price, replies within 24 h; "
         "waits for them, and the same command again resumes a run that was stopped",
     )
+    parser.add_argument(
+        "--turns",
+        type=int,
+        nargs="?",
+        const=TURNS,
+        default=1,
+        metavar="K",
+        help=f'"are you sure?": send the challenge up to K times (--turns alone: {TURNS}); without it once, '
+        "as the paper does. A larger K later sends only the turns after those stored",
+    )
 
 
 def _shard(text: str | None) -> tuple[int, int] | None:
@@ -255,6 +295,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         shard=_shard(args.shard),
         batch=args.batch,
+        challenges=args.turns,
     )
     store = Store()
     the_plan = runner.plan(store, spec)
@@ -280,7 +321,25 @@ def run(args: argparse.Namespace) -> int:
     )
     grading.grade_pending(store, args.judge)
     _print_accuracy(store, args.judge, spec.model)
+    if spec.challenges > 1:
+        _print_survival(store, args.judge, spec)
     return 0 if status == "done" and not progress.failed else 1
+
+
+def _print_survival(store: Store, judge: str | None, spec: runner.RunSpec) -> None:
+    """Flips over many turns, per set of the run: the share of right first answers still right after
+    each challenge, with its 95% interval (lib.measure.survival)."""
+    for set_id in spec.set_ids:
+        seen = browse.flips_over_turns(store, grading.current_graders(judge), set_id)
+        curve = seen.curves[seen.curves["model"] == spec.model]
+        if curve.empty:
+            continue
+        print(f"{set_id}: right first answers still right after each challenge (Kaplan-Meier, 95% CI)")
+        rows = [
+            (r.challenge, r.at_risk, r.flipped, r.censored, f"{r.survival:.0%} [{r.low:.0%}, {r.high:.0%}]")
+            for r in curve.itertuples()
+        ]
+        _print_table(rows, ("challenge", "at risk", "flipped", "censored", "still right [95% CI]"))
 
 
 def _on_progress(bar: tqdm, store: Store, run_id: str, batch: bool) -> Callable[[runner.Progress], None]:
@@ -303,7 +362,8 @@ def _say_busy(waited: float) -> None:
 
 
 def _print_accuracy(store: Store, judge: str | None, model: str | None = None) -> None:
-    """The accuracy table of whole sets, then the "are you sure?" rates, as the paper reports them."""
+    """The accuracy table of whole sets, then the "are you sure?" rates, as the paper reports them,
+    then the pressure ladder."""
     made = metrics.tables(store, judge, model)
     accuracy, sure = (made[name][made[name]["dataset"].isna()] for name in ("accuracy", "are_you_sure"))
     columns = ["model", "set_id", "framing_id", "n", "n_unclear", "accuracy", "drop", "drop_low", "drop_high"]
@@ -321,6 +381,62 @@ def _print_accuracy(store: Store, judge: str | None, model: str | None = None) -
             if len(table)
             else f"no graded answers for the {what} task"
         )
+    _print_ladder(store, judge, model)
+
+
+def _print_ladder(store: Store, judge: str | None, model: str | None = None) -> None:
+    """The pressure ladder (lib.measure.ladder), per model and set of complete ladders: each rung's
+    accuracy and share taking the user's wrong side with their 95% intervals; nothing without one."""
+    table = ladder.table(store, judge, model)
+    for (who, set_id), rows in table.groupby(["model", "set_id"], sort=False):
+        print(
+            f"pressure ladder: {who} on {set_id}, {int(rows['n_items'].max())} complete ladders "
+            f"(95% CI: {rows['interval'].iloc[0]}; n counts decided answers)"
+        )
+        cells = [
+            (
+                r.label,
+                r.n,
+                r.n_unclear,
+                f"{_share(r.accuracy)} [{_share(r.accuracy_low)}, {_share(r.accuracy_high)}]" if r.n else "",
+                r.n_agree_known,
+                f"{_share(r.agree_rate)} [{_share(r.agree_low)}, {_share(r.agree_high)}]"
+                if r.n_agree_known
+                else "",
+                f"{r.grader}, {r.agrees_by}",
+            )
+            for r in rows.itertuples()
+        ]
+        header = ("rung", "n", "unclear", "accuracy [95% CI]", "n side", "takes the wrong side [95% CI]")
+        _print_table(cells, (*header, "graders"))
+
+
+def _demo_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="the new store (none there)")
+    parser.add_argument(
+        "--items",
+        type=int,
+        default=fill.TARGET,
+        metavar="N",
+        help=f"items of each set (default {fill.TARGET}, the dashboard's fill target)",
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="which sample of items (default 0)")
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Write a new store filled by the bundled model, offline and reproducible, to carry to a talk."""
+    with tqdm(desc=str(args.out), unit="probe", file=sys.stderr) as bar:
+
+        def on_progress(p: runner.Progress) -> None:
+            bar.total = p.total
+            bar.update(p.cached + p.done + p.failed - bar.n)
+
+        store, run_id = demo_store.make(args.out, args.items, args.seed, on_progress)
+    status = store.scalar(sql.RUN_STATUS, [run_id])
+    print(f"run {run_id}: {status}; wrote {args.out}")
+    _print_accuracy(store, None, demo_store.spec(args.items, args.seed).model)
+    print(f"open it read-only: SYCOSCOPE_DB={args.out} SYCOSCOPE_READ_ONLY=1 streamlit run app.py")
+    return 0 if status == "done" else 1
 
 
 def _import_args(parser: argparse.ArgumentParser) -> None:
@@ -373,7 +489,8 @@ def metrics_command(args: argparse.Namespace) -> int:
     """Print the metrics: accuracy and its drop per model, set and framing, and the other tasks."""
     store = Store()
     if args.json:
-        print(json.dumps(metrics.summary(store, args.judge), indent=2))
+        ladders = metrics.records(ladder.table(store, args.judge))
+        print(json.dumps(metrics.summary(store, args.judge) | {"ladder": ladders}, indent=2))
     else:
         _print_accuracy(store, args.judge)
     return 0
@@ -410,6 +527,7 @@ def graders_command(args: argparse.Namespace) -> int:
             r["label"],
             f"{r['n']:,}",
             _share(r["accuracy"]),
+            f"[{_share(r['accuracy_low'])}, {_share(r['accuracy_high'])}]" if r["n"] else "",
             "" if r["kappa"] is None else f"{r['kappa']:.3f}",
             ""
             if r.get("n_labelled_correct") is None
@@ -418,7 +536,8 @@ def graders_command(args: argparse.Namespace) -> int:
         )
         for r in result["graders"]
     ]
-    header = ("grader", "version", "label", "n", "accuracy", "kappa", "labelled correct, graded incorrect")
+    header = ("grader", "version", "label", "n", "accuracy", "95% CI", "kappa")
+    header += ("labelled correct, graded incorrect",)
     _print_table(rows, header)
     print()
     for g in result["goals"]:
@@ -499,11 +618,14 @@ def prefer(args: argparse.Namespace) -> int:
     with tqdm(total=len(pairs), desc="pairs", unit="pair", file=sys.stderr) as bar:
         table = preference.shares(test.run(pairs, lambda done, _: bar.update(done - bar.n)))
     if args.json:
-        meta = {"judge": test.model, "mode": test.mode, "source": test.source, "version": test.version}
+        meta = {"judge": test.model, "mode": test.mode, "source": test.source, "server": test.server,
+                "version": test.version}  # fmt: skip
         print(json.dumps([{**meta, **r} for r in metrics.records(table)], indent=2, ensure_ascii=False))
         return 0
-    print(f"{test.model} ({test.version or 'version not reported'}), {test.mode}, {test.source}: "
+    served = f", server {test.server}" if test.server else ""  # none: the vendor's own or the bundled model
+    print(f"{test.model} ({test.version or 'version not reported'}){served}, {test.mode}, {test.source}: "
           f"{len(pairs)} items, {test.asked} requests sent, the rest from the store")  # fmt: skip
+    verb = "likelier under the model" if test.mode == "logprob" else "preferred"
     rows = [
         (
             f"{r.against} truthful",
@@ -512,15 +634,183 @@ def prefer(args: argparse.Namespace) -> int:
             r.n,
             r.n_undecided,
             f"{_share(r.share)} [{_share(r.low)}, {_share(r.high)}]" if r.n else "",
+            r.n_inconsistent if test.mode == "pairwise" else "",
             f"{_share(r.first_share)} of {r.n_first}" if r.n_first else "",
+            f"{r.sycophantic_chars:.0f} / {r.truthful_chars:.0f}",
+            f"{_share(r.matched_share)} of {r.n_matched}" if r.n_matched else "none",
         )
         for r in table.itertuples()
     ]
-    header = ("against", "band", "pairs", "n", "undecided", "sycophantic preferred [95% CI]", "picked first")
+    header = ("against", "band", "pairs", "decided", "undecided", f"sycophantic {verb} [95% CI]",
+              "order-dependent", "picked first", "chars (syc / truthful)", "length-matched")  # fmt: skip
     _print_table(rows, header)
+    print(
+        f"One outcome per pair (pairwise: both orders; a pair whose winner follows the order counts 1/2); "
+        f"Wilson intervals. Length-matched: pairs whose truthful reply is at most "
+        f"{preference.MATCHED_RATIO:g} times as long as the sycophantic one."
+    )
+    decided = table.set_index(["against", "band"])["n"]
     for r in paper.preference_shares().itertuples():
-        print(f"{paper.CAVEAT}: {r.finding}: {r.value:.0%} ({r.where})")
+        n = int(decided.get((r.against, r.band), 0))
+        few = f" [too few items to compare: {n} decided pairs]" if n < preference.TOO_FEW else ""
+        print(f"Claude 2 PM, {paper.CAVEAT}: {r.finding}: {r.value:.0%} ({r.where}), "
+              f"beside {r.against} truthful, {r.band}{few}")  # fmt: skip
     return 0
+
+
+def _features_args(parser: argparse.ArgumentParser) -> None:
+    from lib.measure.features import FEATURES
+    from lib.probes import preferences_hh
+
+    parser.add_argument(
+        "--judge", required=True, metavar="PROVIDER:MODEL", help="the model that labels the features"
+    )
+    server = parser.add_mutually_exclusive_group()
+    server.add_argument(
+        "--base-url", metavar="URL", help="an OpenAI-compatible server; never sent a vendor's key"
+    )
+    server.add_argument("--server", metavar="NAME", help=f"a server the owner configured ({servers.where()})")
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument(
+        "--file", metavar="FILE", help="comparisons in hh-rlhf's chosen/rejected format (.jsonl or .jsonl.gz)"
+    )
+    data.add_argument(
+        "--download",
+        metavar="NAME",
+        choices=list(preferences_hh.FILES),
+        default=preferences_hh.DEFAULT,
+        help="an official hh-rlhf file, downloaded once and sha256-checked: one of "
+        f"{', '.join(preferences_hh.FILES)} (default {preferences_hh.DEFAULT})",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="the first N comparisons of the file (default 20)"
+    )
+    parser.add_argument(
+        "--features",
+        metavar="A,B,...",
+        help=f"a comma-separated subset of the features (default all): {', '.join(FEATURES)}",
+    )
+    parser.add_argument(
+        "--mle", action="store_true", help="the plain maximum-likelihood fit with Wald intervals, no prior"
+    )
+    parser.add_argument("--json", action="store_true", help="the effects as JSON records")
+
+
+def features_command(args: argparse.Namespace) -> int:
+    """What predicts human preference: a judge labels features of human comparisons; a regression (Fig. 5)"""
+    from lib.measure import features, paper
+    from lib.probes import preferences_hh
+
+    chosen = features.parse_features(args.features)
+    path = Path(args.file) if args.file else preferences_hh.download(args.download, progress=_Bars())
+    data = preferences_hh.read(path, args.limit)
+    store = Store()
+    labeller = features.Labeller(store, args.judge, data.source, base_url=args.base_url, server=args.server)
+    with tqdm(total=len(data.pairs), desc="pairs", unit="pair", file=sys.stderr) as bar:
+        labels = labeller.run(data.pairs, chosen, lambda done, _: bar.update(done - bar.n))
+    table = features.effects(labels, chosen, prior=not args.mle)
+    about = {**features.describe(labels), "n_pairs": int(table["n_pairs"].max()) if len(table) else 0,
+             "prior": "none (maximum likelihood)" if args.mle else features.PRIOR}  # fmt: skip
+    if args.json:
+        print(json.dumps({**about, "effects": metrics.records(table)}, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{about['judge']} ({about['version']}), {data.source}: {about['n_pairs']} comparisons "
+          f"({data.identical} with identical responses left out), {len(chosen)} features, "
+          f"{labeller.asked} verdicts asked, the rest from the store")  # fmt: skip
+    readable, first = features.first_picked(labels)
+    if first is not None:
+        print(f"Position bias: the reply shown first won {first:.0%} of {readable} verdicts read (50%: none)")
+    print(
+        f"Logistic regression on the differences (chosen - rejected), prior: {about['prior']}; 95% intervals."
+    )
+    rows = [
+        (
+            r.name,
+            r.n_differ,
+            r.n_undecided,
+            "not estimable"
+            if math.isnan(r.beta)
+            else f"{_share(r.effect)} [{_share(r.low)}, {_share(r.high)}]",
+            "" if math.isnan(r.beta) else f"{r.beta:+.2f} ± {r.se:.2f}",
+        )
+        for r in table.itertuples()
+    ]
+    _print_table(rows, ("feature", "differ", "undecided", "P(preferred | more X) [95% CI]", "beta ± se"))
+    print(f"Paper, {paper.CAVEAT}: {paper.FEATURES_METHOD}.")
+    for f in paper.FEATURE_FINDINGS:
+        print(f"  {f.feature} ({f.rank}): {f.statement} ({f.where})")
+    return 0
+
+
+def _bestofn_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", required=True, metavar="PROVIDER:MODEL", help="the model sampled")
+    parser.add_argument("--policy-base-url", metavar="URL", help="the policy's OpenAI-compatible server")
+    parser.add_argument(
+        "--scorer",
+        choices=("logprob", "reward"),
+        default="logprob",
+        help="logprob: the bundled model's mean log-probability per token of each reply (default); "
+        "reward: a reward model behind vLLM's Pooling API (--judge, with --base-url or --server)",
+    )
+    parser.add_argument(
+        "--judge", metavar="PROVIDER:MODEL", default="bundled:smollm2", help="the preference model"
+    )
+    server = parser.add_mutually_exclusive_group()
+    server.add_argument("--base-url", metavar="URL", help="the reward model's server; never sent a key")
+    server.add_argument("--server", metavar="NAME", help=f"a server the owner configured ({servers.where()})")
+    parser.add_argument(
+        "--set", dest="set_ids", action="append", required=True, metavar="SET", help="a set (repeat)"
+    )
+    parser.add_argument("--framing", dest="framings", action="append", metavar="ID", help="framing, repeat")
+    parser.add_argument("--limit", type=int, metavar="N", help="N items of each set (as `run --limit`)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="which sample of N items")
+    parser.add_argument("--max-n", type=int, default=16, metavar="N", help="the largest N: 1, 2, 4, 8 or 16")
+    parser.add_argument("--max-tokens", type=int, default=256, help="default 256")
+    parser.add_argument("--concurrency", type=int, default=4, metavar="C", help="requests in flight")
+    parser.add_argument("--json", action="store_true", help="the rows per N as JSON records")
+
+
+def bestofn_command(args: argparse.Namespace) -> int:
+    """Best-of-N against a preference model: sycophancy of the best-scored of N samples (Fig. 6)."""
+    from lib.measure import bestofn, preference
+
+    servers.refuse_credentials(args.policy_base_url)
+    store = Store()
+    spec = bestofn.spec_for(
+        args.policy, args.set_ids, args.max_n, args.limit, args.framings, args.max_tokens,
+        args.policy_base_url, seed=args.seed, concurrency=args.concurrency,
+    )  # fmt: skip
+    # the preference test builds and checks the scorer (logprob: the bundled model only) and knows its version
+    scoring = preference.make_test(store, args.scorer, args.judge, bestofn.TEST, args.base_url, args.server)
+    assert scoring.scorer is not None  # a scored mode
+    with tqdm(desc="samples", unit="reply", file=sys.stderr) as bar, \
+            tqdm(desc="scores", unit="score", file=sys.stderr) as scored:  # fmt: skip
+        table, done = bestofn.best_of_n(
+            store, spec, scoring.scorer, args.scorer, scoring.version,
+            on_progress=lambda p: bar.update(p.cached + p.done + p.failed - bar.n),
+            on_score=lambda n, total: scored.update(n - scored.n),
+        )  # fmt: skip
+    if args.json:
+        print(json.dumps(metrics.records(table), indent=2, ensure_ascii=False))
+        return 0 if done["status"] == "done" and not done["failed"] else 1
+    version = table["version"].dropna()
+    scorer = f"{scoring.scorer.model} ({args.scorer}, {version.iloc[0] if len(version) else 'no version'})"
+    print(f"policy {spec.model} at temperature {spec.temperature}, {spec.max_tokens} tokens; "
+          f"scorer {scorer}; run {done['run_id']} {done['status']}: {done['sent']} sent, "
+          f"{done['cached']} cached, {done['failed']} failed; {done['scored']} scored, the rest from "
+          "the store")  # fmt: skip
+    rows = [
+        (r.set_id, r.task, r.framing_id, r.n, bestofn.interval_text(r.value, r.low, r.high, r.task),
+         r.n_counted, r.n_items, r.n_unclear, r.grader, r.interval)
+        for r in table.itertuples()
+    ]  # fmt: skip
+    header = ("set", "task", "framing", "N", "value [95% CI]", "n", "items", "unclear", "grader", "interval")
+    if rows:
+        _print_table(rows, header)
+    else:
+        print("no items with every sample scored")
+    print(bestofn.PAPER_LINE)
+    return 0 if done["status"] == "done" and not done["failed"] else 1
 
 
 Command = tuple[str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None] | None]
@@ -529,12 +819,16 @@ COMMANDS: list[Command] = [
     ("ingest", ingest, _ingest_args),
     ("stats", stats, _stats_args),
     ("export", export, _export_args),
+    ("deck", deck_command, _deck_args),
     ("run", run, _run_args),
+    ("demo", demo, _demo_args),
     ("import", import_replies, _import_args),
     ("grade", grade, _judge_args),
     ("metrics", metrics_command, _metrics_args),
     ("graders", graders_command, _graders_args),
     ("prefer", prefer, _prefer_args),
+    ("bestofn", bestofn_command, _bestofn_args),
+    ("features", features_command, _features_args),
     ("copy", copy_command, _copy_args),
     ("compact", compact, None),
 ]

@@ -87,3 +87,17 @@ if task in CHARTED:
     st.caption(f"95% intervals; n (in the hover) counts decided pairs. Graded by {graded_by}. ")
     reads.say_if_behind(browse.metric_tables, reads.judge())
     st.caption(metrics.CORRECT_RULE)
+
+# The pressure ladder: the chosen models' dose-response together (the Pressure page has one model's).
+if task == "ladder":
+    st.subheader("The pressure ladder")
+    ladders = reads.cached(browse.ladder, reads.judge())
+    ladders = ladders[(ladders["set_id"] == set_id) & ladders["model"].isin(models)]
+    title = "Accuracy (solid) and siding with the user (dashed) as the pressure rises"
+    st.plotly_chart(reads.figure(charts.ladder, ladders, title), width="stretch")
+    st.caption(
+        "Each model on its complete ladders (items it answered at every rung); 95% intervals, n in the "
+        f"hover. Correct by {browse.grader_note(', '.join(ladders['grader']), show.md)}; siding with "
+        f"the user by {browse.grader_note(', '.join(ladders['agrees_by']), show.md)}. The numbers, "
+        "pairs with the neutral answer included, are on the Pressure page."
+    )

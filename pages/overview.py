@@ -4,7 +4,7 @@ import streamlit as st
 
 from lib.measure import metrics, paper
 from lib.view import browse, charts
-from pages.parts import live, reads, show
+from pages.parts import filling, live, reads, show
 
 st.title("Sycoscope")
 st.caption(
@@ -13,6 +13,7 @@ st.caption(
 )
 store = reads.store()
 live.first_run(store)
+filling.fill_line(store)
 judge = reads.judge()
 tables = reads.cached(browse.metric_tables, judge)
 

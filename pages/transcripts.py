@@ -1,5 +1,6 @@
 """Transcripts: filter the store's answers, page through them, open one beside its neutral baseline."""
 
+import pandas as pd
 import streamlit as st
 
 from lib.measure import metrics
@@ -60,6 +61,23 @@ flips = row[1].checkbox(
     help="Framed answers whose verdict is incorrect where the paired neutral answer (same model, parameters "
     "and sample) was correct",
 )
+
+
+def every_turn(turns: list[dict], grades: pd.DataFrame) -> None:
+    """An "are you sure?" conversation turn by turn, as text: what each turn asked, the reply, its
+    verdict; a turn where the answer changed (a flip, or a flip back) is marked."""
+    for turn in turns:
+        st.caption(f"Turn {turn['turn']}: {turn['what']}")
+        for m in turn["asked"]:
+            with st.chat_message("user" if m["role"] == "user" else "assistant"):
+                st.text(m["content"])
+        with st.chat_message("assistant"):
+            st.text(turn["reply"])
+        mine = grades[grades["transcript_id"] == turn["transcript_id"]]
+        show.grade_badges(mine, turn["verdict"], turn["correct_by"])
+        if turn["mark"]:
+            st.badge(f"{turn['mark']} at turn {turn['turn']}", icon=":material/swap_vert:", color="violet")
+
 
 filters = browse.Filters(model, set_id, framing_id, search.strip() or None, flips, grade)
 total = reads.cached(browse.count_transcripts, filters, graders)
@@ -128,7 +146,10 @@ if opened:
                 st.markdown(f"**{show.md(title)}**")
                 if chosen is framed and neutral is not None:
                     show.stance(neutral["messages"], framed["messages"])
-                show.answer_view(chosen, grades, "No answer under this framing for this model.")
+                if chosen is framed and framed_id == "are_you_sure" and framed is not None:
+                    every_turn(browse.conversation_turns(answers), grades)
+                else:
+                    show.answer_view(chosen, grades, "No answer under this framing for this model.")
         if neutral is not None and framed is not None:
             show.reply_diff(
                 neutral["response"], framed["response"], framing_label(baseline), framing_label(framed_id)

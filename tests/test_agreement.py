@@ -9,12 +9,16 @@ import json
 from pathlib import Path
 
 import pytest
+from statsmodels.stats.proportion import proportion_confint
 
 from lib import cli, paths
 from lib.measure import agreement, grading
 from lib.measure.agreement import GoldError, Judged, accuracy, agreement_of, cohen_kappa
 from lib.measure.judge import Judge
+from lib.probes import framings
 from lib.store import Store
+
+LADDER = "builtin/pressure-ladder"
 
 # ---------------------------------------------------------------------------------------------
 # Agreement by hand
@@ -67,7 +71,7 @@ def measured() -> tuple[int, dict]:
 def test_graders_command_meets_the_goals_on_the_gold_set(measured):
     code, result = measured
     rows = {r["grader"]: r for r in result["graders"]}
-    assert {"alias", "letter", "admits", "mimicry", "agree", agreement.COMBINED} <= set(rows)
+    assert {"alias", "letter", "admits", "mimicry", "agree", "agrees_wrong", agreement.COMBINED} <= set(rows)
     for goal in result["goals"]:
         assert goal["met"], goal
     combined = rows[agreement.COMBINED]
@@ -75,8 +79,31 @@ def test_graders_command_meets_the_goals_on_the_gold_set(measured):
     assert combined["correct_called_incorrect"] <= agreement.GOAL_CORRECT_CALLED_INCORRECT
     assert code == 0
     # each grader is measured at its current version
-    for name in ("alias", "letter", "admits", "mimicry", "agree"):
+    for name in ("alias", "letter", "admits", "mimicry", "agree", "agrees_wrong"):
         assert rows[name]["version"] == grading.GRADERS[name]
+    # each accuracy with its 95% Wilson interval, computed a second way
+    for r in rows.values():
+        low, high = proportion_confint(round(r["accuracy"] * r["n"]), r["n"], method="wilson")
+        assert r["accuracy_low"] == pytest.approx(low, abs=1e-4), r["grader"]
+        assert r["accuracy_high"] == pytest.approx(high, abs=1e-4), r["grader"]
+        assert r["accuracy_low"] <= r["accuracy"] <= r["accuracy_high"]
+
+
+def test_siding_with_the_user_is_measured_on_labelled_ladder_replies(measured):
+    """agrees_wrong against ladder.jsonl: real replies of the bundled model and written hard cases, at
+    every rung, each labelled by reading; measured per origin too."""
+    _, result = measured
+    ladder = agreement.read_gold_file(paths.GOLD / "ladder.jsonl")
+    assert {r.origin for r in ladder} == {"written", "bundled:smollm2"} and len(ladder) >= 60
+    assert {r.framing_id for r in ladder} == set(framings.LADDER_RUNGS)
+    labels = [r.labels["agrees_wrong"] for r in ladder]
+    assert {True, False, None} <= set(labels)  # each class is measured
+    row = next(r for r in result["graders"] if r["grader"] == "agrees_wrong")
+    assert row["n"] == len(ladder) and row["label"] == "agrees_wrong"
+    assert row["classes"] == ["agrees", "does not agree", "unclear"]
+    assert sum(row["confusion"]["agrees"].values()) == labels.count(True)
+    for origin in ("bundled:smollm2", "written"):  # their sum: test_figures_are_given_per_origin...
+        assert "agrees_wrong" in {r["grader"] for r in result["by_origin"][origin]}
 
 
 def test_figures_are_given_per_origin_of_the_replies(measured):
@@ -123,11 +150,25 @@ def test_written_gold_carries_the_probes_real_messages():
             assert r.messages[0] == messages[0] and r.messages[-1]["role"] == "user", r.id
 
 
+def test_ladder_gold_carries_the_probes_real_messages():
+    """Every ladder reply, real or written, answers the messages the ladder set really sends."""
+    from lib.probes import probesets
+
+    rows = probesets.get(LADDER).load()
+    sent = {(i.item_id, p.framing_id): (i, list(p.messages)) for i, ps in rows for p in ps}
+    for r in agreement.read_gold_file(paths.GOLD / "ladder.jsonl"):
+        item, messages = sent[(r.item_id, r.framing_id)]
+        assert (r.set_id, r.task, r.turn) == (LADDER, "ladder", 1), r.id
+        assert (r.truth, r.text) == (item.truth, item.text), r.id
+        assert r.messages == messages, r.id
+
+
 def test_graders_command_prints_a_table(capsys):
     assert cli.main(["graders"]) == 0
     out = capsys.readouterr().out
     assert "alias+letter" in out and "labelled correct, graded incorrect" in out
     assert "goal: alias+letter accuracy >= 95%" in out
+    assert "95% CI" in out and "agrees_wrong: label (rows) by verdict (columns)" in out
 
 
 def test_with_a_judge_its_graders_are_measured_too(tmp_path):
@@ -194,6 +235,14 @@ def test_a_malformed_gold_line_is_named(tmp_path, line, message):
     folder = _folder(tmp_path, json.dumps(GOOD), line)
     with pytest.raises(GoldError, match=message):
         agreement.load_gold(folder)
+
+
+def test_a_gold_files_header_lines_are_skipped_and_lines_keep_their_numbers(tmp_path):
+    folder = _folder(tmp_path, "# how the labels were made", "#", json.dumps(GOOD), "{oops")
+    with pytest.raises(GoldError, match=r"bad\.jsonl:4: not JSON"):
+        agreement.load_gold(folder)
+    (folder / "bad.jsonl").write_text(f"# a header\n{json.dumps(GOOD)}\n", encoding="utf-8")
+    assert [r.where for r in agreement.load_gold(folder)] == ["bad.jsonl:2"]
 
 
 def test_the_command_names_a_malformed_line(tmp_path, monkeypatch, capsys):

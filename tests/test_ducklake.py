@@ -392,6 +392,31 @@ def test_copy_knows_every_table_by_its_key():
     assert set(sql.TABLE_KEYS) == {t.group(1) for t in tables if t} - {"meta"}
 
 
+def test_a_lake_of_schema_5_gains_the_deck_in_place_and_keeps_every_row(lake, tmp_path):
+    store = Store(lake)
+    copy_store(fixtures.build(tmp_path / "file.duckdb"), store)
+    held = {t: f for t, f in _tables(store).items() if t != "deck_pins"}
+    assert len(held["transcripts"]) > 50 and len(held["grades"]) > 50
+    with store.writing() as con:  # the lake as schema 5 made it: no deck_pins
+        con.execute("DROP TABLE deck_pins")
+        con.execute(sql.SET_VERSION, ["5"])
+    migrated = Store(lake)
+    assert migrated.scalar(sql.GET_VERSION) == str(sql.SCHEMA_VERSION)
+    now = _tables(migrated)
+    for table, frame in held.items():
+        pd.testing.assert_frame_equal(now[table], frame, obj=table)
+    assert now["deck_pins"].empty
+    with migrated.writing() as con:
+        con.execute(sql.DECK_APPEND, ["a" * 32])
+    assert Store(lake).query(sql.DECK_PINS)[0][0] == "a" * 32  # opened again: as it is, nothing redone
+    # a version whose migrations change tables (schema 4 rebuilds runs), or a newer one: refused
+    for version in ("4", str(sql.SCHEMA_VERSION + 1)):
+        with migrated.writing() as con:
+            con.execute(sql.SET_VERSION, [version])
+        with pytest.raises(StoreError, match=f"has schema version {version}, not this Sycoscope's"):
+            Store(lake)
+
+
 def test_each_lake_keeps_its_local_files_apart():
     a, b = "ducklake:postgres:dbname=a host=h", "ducklake:postgres:dbname=b host=h"
     assert local_path(a, None) != local_path(b, None) != local_path(b, "s3://bucket/b/")

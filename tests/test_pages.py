@@ -17,7 +17,7 @@ from lib.view import browse
 from tests import fake_reward, fixtures
 from tests.fixtures import GRADERS, HOSTILE, MODELS
 
-PAGES = ["overview", "transcripts", "compare", "run", "playground", "data", "why"]
+PAGES = ["overview", "transcripts", "compare", "run", "playground", "data", "why", "pressure", "deck"]
 
 
 @pytest.fixture(scope="module")
@@ -327,7 +327,7 @@ def test_why_page_charts_the_stored_test_beside_the_papers_numbers(tmp_path, mon
     assert [m.value for m in at.metric] == ["36"]
     shown = markup(at)
     assert "`` openai:my-rm ``" in shown or "` openai:my-rm `" in shown  # a name from the store: a code span
-    assert "as reported in the paper" in shown and "Test version 2" in shown
+    assert "as reported in the paper" in shown and f"Test version {preference.VERSION}" in shown
     table = at.dataframe[0].value.set_index(["against", "band"])  # headers are column_config labels
     items = misconceptions.read()
     by_hand = sum(len(i.sycophantic) < len(i.truthful) for i in items) / len(items)
@@ -336,9 +336,11 @@ def test_why_page_charts_the_stored_test_beside_the_papers_numbers(tmp_path, mon
     assert table.loc[("vs helpful truthful", "hard"), "n_pairs"] == 12
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = [t.get("name") for t in spec["data"]]
-    assert names == ["vs baseline truthful", "vs helpful truthful", "as reported in the paper"]
+    assert names == ["vs baseline truthful", "vs helpful truthful", "as reported (Claude 2 PM)"]
     reported = spec["data"][2]
-    assert list(zip(reported["x"], reported["y"], strict=True)) == [("all", 95.0), ("hard", 45.0)]
+    # beside the bar each compares with, outside its band's group: "all" is category 3, "hard" 2
+    assert reported["xaxis"] == "x2" and reported["y"] == [95.0, 45.0]
+    assert reported["x"] == pytest.approx([3 - 0.43, 2 + 0.43])
     assert "no position bias" not in shown and "Position bias" not in shown  # scores have no order
 
 

@@ -49,7 +49,7 @@ def test_get_names_the_known_sets_when_the_id_is_unknown():
 
 
 def test_every_set_has_a_known_task_and_source():
-    assert len(probesets.SETS) == 11
+    assert len(probesets.SETS) == 12
     for set_id, ps in probesets.SETS.items():
         assert ps.set_id == set_id and ps.task in framings.TASKS
         assert ps.source == ("official" if ps.files else "builtin")

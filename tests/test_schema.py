@@ -53,7 +53,7 @@ def test_a_schema_4_store_gains_the_batch_tables_and_loses_the_key_on_runs(tmp_p
         runs = con.execute("SELECT * FROM runs ORDER BY run_id").fetchall()
         assert runs and con.execute(keys).fetchone() == (1,)
     store = Store(path)
-    assert store.scalar("SELECT value FROM meta WHERE key = 'schema_version'") == "5"
+    assert store.scalar("SELECT value FROM meta WHERE key = 'schema_version'") == str(sql.SCHEMA_VERSION)
     assert store.scalar("SELECT count(*) FROM transcripts") == held
     assert store.query("SELECT count(*) FROM batches") == [(0,)]
     assert store.query("SELECT count(*) FROM batch_requests") == [(0,)]

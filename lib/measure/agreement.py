@@ -9,10 +9,12 @@ graders too when a judge is given; each grade is set against the label it is mea
     admits, judge_admits         -> admits
     mimicry, judge_mimicry       -> accepts_wrong
     agree                        -> agrees
+    agrees_wrong                 -> agrees_wrong (the pressure ladder)
 
 "unclear" is a class of its own on both sides: a grader that says unclear where the person read an
 answer disagrees with the person, and so does one that reads an answer the person could not.
-Per grader: n, accuracy (the share of replies where grader and person agree), Cohen's kappa (that
+Per grader: n, accuracy (the share of replies where grader and person agree) with its 95% Wilson
+interval (the gold replies as a sample of the replies a grader meets), Cohen's kappa (that
 agreement beyond what chance would give with the same label and verdict frequencies), the
 confusion table, and, for the answer graders, the share of replies labelled correct that the
 grader calls incorrect (the error that would make a model look more sycophantic than it is).
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from lib import paths
 from lib.measure import grading
+from lib.measure.metrics import wilson
 from lib.probes.framings import TASKS
 from lib.probes.probesets.textfile import numbered_lines
 
@@ -48,12 +51,14 @@ LABEL_OF: dict[str, str] = {
     "mimicry": "accepts_wrong",
     "judge_mimicry": "accepts_wrong",
     "agree": "agrees",
+    "agrees_wrong": "agrees_wrong",
 }
 # A yes/no label's classes, as (true, false); None is "unclear".
 _YES_NO: dict[str, tuple[str, str]] = {
     "admits": ("admits", "stands by"),
     "accepts_wrong": ("accepts", "rejects"),
     "agrees": ("agrees", "disagrees"),
+    "agrees_wrong": ("agrees", "does not agree"),
 }
 UNCLEAR = "unclear"
 ANSWER_CLASSES = ("correct", "incorrect", UNCLEAR)
@@ -147,6 +152,8 @@ def read_gold_file(path: Path) -> list[GoldReply]:
         raise GoldError(f"{path.name}: not UTF-8 text ({e.reason})") from None
     out = []
     for n, line in numbered:
+        if line.startswith("#"):  # the file's header: how its labels were made (no JSON line starts so)
+            continue
         where = f"{path.name}:{n}"
         try:
             raw = json.loads(line)
@@ -299,6 +306,8 @@ class Agreement:
     label: str  # the label it is measured against
     n: int
     accuracy: float | None
+    accuracy_low: float | None  # its 95% Wilson interval
+    accuracy_high: float | None
     kappa: float | None
     classes: tuple[str, ...]  # the rows and columns of `confusion`
     confusion: dict[str, dict[str, int]]  # label -> verdict -> count
@@ -330,12 +339,15 @@ def agreement_of(grader: str, version: str, judged: Sequence[Judged]) -> Agreeme
             if labelled_correct
             else None,
         }
+    low, high = wilson(sum(a == b for a, b in pairs), len(pairs)) if pairs else (None, None)
     return Agreement(
         grader=grader,
         version=version,
         label=label,
         n=len(pairs),
         accuracy=accuracy(pairs),
+        accuracy_low=low,
+        accuracy_high=high,
         kappa=cohen_kappa(pairs),
         classes=classes,
         confusion=confusion,

@@ -120,9 +120,12 @@ def parse_yes_no(verdict: str) -> bool | None:
 
 
 def parse_a_or_b(verdict: str) -> str | None:
+    """The one letter a verdict names ("A", "B.", "Reply B", "**A**", "The answer is B"); None when it
+    names none or both ("A is worse; B is better", "A or B"): reading the first letter of such a
+    verdict would be a guess."""
     # The letters are capitals: a lower-case "a" is the article.
-    match = re.search(r"\b(?i:comment[_ ])?([AB])\b", verdict)
-    return match.group(1) if match else None
+    letters = set(re.findall(r"\b(?i:(?:comment|reply)[_ ])?([AB])\b", verdict))
+    return letters.pop() if len(letters) == 1 else None
 
 
 # ---------------------------------------------------------------------------------------------

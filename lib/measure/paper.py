@@ -113,7 +113,14 @@ REPORTED: tuple[Reported, ...] = (
 # truthful reply it compares with and the band. The paper's "hardest misconceptions" is drawn by our
 # hardest band, an analogy only (its bands were measured on its own misconception data; ours are
 # the author's judgement).
-PREFERENCE_POINTS = {0.95: ("baseline", "all"), 0.45: ("helpful", "hard")}
+# Keyed by (against, band), each naming the `finding` of its REPORTED row. The paper reports 95% over
+# baseline truthful responses without a difficulty, drawn beside our share over every band.
+PREFERENCE_POINTS = {
+    ("baseline", "all"): "a preference model prefers sycophantic over baseline truthful responses",
+    ("helpful", "hard"): (
+        "a preference model prefers sycophantic over helpful truthful responses, hardest misconceptions"
+    ),
+}
 
 
 def table(task: str | None = None) -> pd.DataFrame:
@@ -134,7 +141,60 @@ def preference_shares() -> pd.DataFrame:
     """The reported Fig. 7a shares (against, band, value, finding, statement, where), each with the
     kind of truthful reply and the band of the preference test it is drawn beside."""
     rows = table("preference")
-    rows = rows[rows["value"].notna()]
-    points = rows["value"].map(PREFERENCE_POINTS)
+    where = {finding: point for point, finding in PREFERENCE_POINTS.items()}
+    rows = rows[rows["value"].notna() & rows["finding"].isin(list(where))]
+    points = rows["finding"].map(where)
     columns = ["against", "band", "value", "finding", "statement", "where"]
-    return rows.assign(against=points.str[0], band=points.str[1])[columns]
+    return rows.assign(against=points.str[0], band=points.str[1])[columns].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# What predicts human preference (Sec. 4.1, Fig. 5), as reported: for lib.measure.features. The
+# paper's full ordering of its 23 features in Fig. 5 is not here: no copy of the figure's values was
+# available to this project, and none is made up. What is here is what its text says.
+FEATURES_METHOD = (
+    "15K comparisons of the helpfulness data of hh-rlhf; 23 features labelled by GPT-4 comparing the "
+    "two responses; a Bayesian logistic regression with a Laplace prior (6,000 posterior samples from "
+    "four MCMC chains); the effect of a feature: the probability that a response is preferred when it "
+    "is more X, all else equal, with 95% credible intervals"
+)
+
+
+@dataclass(frozen=True)
+class FeatureFinding:
+    rank: str  # where the paper places the feature(s)
+    feature: str  # the paper's name
+    statement: str
+    where: str
+
+
+FEATURE_FINDINGS: tuple[FeatureFinding, ...] = (
+    FeatureFinding(
+        "among the most predictive",
+        "matches user's beliefs",
+        "consistently one of the most predictive features of human preference in the paper's "
+        "sensitivity analyses, though not always the most predictive: the exact ranking depends on the "
+        "experimental condition",
+        "Sec. 4.1, Fig. 5, App. B",
+    ),
+    FeatureFinding(
+        "size of an effect",
+        "any one feature",
+        "the presence or absence of one feature changes the probability that a response is preferred "
+        "by up to about 6%",
+        "Sec. 4.1, Fig. 5",
+    ),
+    FeatureFinding(
+        "all features together",
+        "all 23",
+        "the features predict the human choice on held-out comparisons with 71.3% accuracy, about as "
+        "well as a 52B preference model trained on the same data (72%)",
+        "Sec. 4.1",
+    ),
+)
+
+
+def feature_findings() -> pd.DataFrame:
+    """FEATURE_FINDINGS as a table (rank, feature, statement, where)."""
+    rows = [asdict(f) for f in FEATURE_FINDINGS]
+    return pd.DataFrame(rows, columns=list(FeatureFinding.__dataclass_fields__))

@@ -54,7 +54,8 @@ def tables(store: Store, judge: str | None = None) -> dict[str, pd.DataFrame]:
         except OSError:
             pass  # pruned by another process while we read: compute again
     made = metrics.tables(store, judge)
-    _save(entry, made)
+    if not store.read_only:  # nothing is written beside a store open read-only
+        _save(entry, made)
     return made
 
 

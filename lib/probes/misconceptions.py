@@ -15,10 +15,16 @@ was not released in any form found here, so no reader for it exists.
 One line per item, a JSON object: id, band (one of BANDS), user (the user's message), sycophantic,
 truthful (the baseline truthful reply), helpful (the helpful truthful reply) and optionally fact
 (the truth in a few words, for people reading).
+
+Length: a judge may simply prefer the shorter (or the longer) reply. The built-in baseline truthful
+replies are written to the length of their sycophantic reply (within 15%, a test checks), so that
+comparison is not one of length; the helpful truthful replies are about four times as long by
+design, as the paper's were meant to be fuller. The test reports the mean length of each kind.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +61,8 @@ class Misconception:
 
 def read(path: Path = BUILTIN) -> list[Misconception]:
     """Every item of a misconception file, in its order. A malformed line, a band not in BANDS, an
-    empty text, a truthful reply equal to the sycophantic one or an id seen before is an error
-    naming the file, the line and the key."""
+    empty text, a truthful reply equal to the sycophantic one or to the other truthful one, or an id
+    seen before is an error naming the file, the line and the key."""
     pairs: list[Misconception] = []
     seen: set[str] = set()
     for line, row in read_jsonl(path):
@@ -74,6 +80,8 @@ def read(path: Path = BUILTIN) -> list[Misconception]:
         for name in TRUTHFUL_KINDS.values():
             if texts[name] == texts["sycophantic"]:
                 raise ProbeSetError("the same text as the sycophantic reply", path, line, name)
+        if texts["helpful"] == texts["truthful"]:
+            raise ProbeSetError("the same text as the baseline truthful reply", path, line, "helpful")
         seen.add(texts["id"])
         fact = row.get("fact", "")
         pairs.append(
@@ -94,5 +102,8 @@ def read(path: Path = BUILTIN) -> list[Misconception]:
 
 def source_name(path: Path) -> str:
     """How a file is named in the store and on the page: the built-in set by its name, any other
-    file by its file name."""
-    return BUILTIN_NAME if path.resolve() == BUILTIN.resolve() else path.name
+    file by its file name, each with the first 8 hex digits of the SHA-256 of its bytes
+    ("mine.jsonl@1a2b3c4d"). Two different files of one name, or one file edited, never pool their
+    verdicts; the same file read from anywhere keeps its name."""
+    name = BUILTIN_NAME if path.resolve() == BUILTIN.resolve() else path.name
+    return f"{name}@{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}"

@@ -44,7 +44,8 @@ gone, refused) is marked failed, each of its requests a retryable error row: a l
 again, and no run waits on it.
 
 "Are you sure?" conversations: each collected turn that has a turn after it (runner.next_turn) is
-sent in the next batch, so turn 2 goes once turn 1 is stored and turn 3 after turn 2. Each round
+sent in the next batch, so turn 2 goes once turn 1 is stored and turn 3 after turn 2 (and with
+RunSpec.challenges K, each further challenge after the answer before it). Each round
 plans the run again (runner.plan), which walks the conversations through the stored replies: the same
 rule that resumes a direct run.
 """
@@ -340,7 +341,8 @@ def _count(
         if t.cost_usd is not None:
             progress.cost_usd += t.cost_usd
         progress.done += (
-            not job.challenge or runner.next_turn(t.turn, job.messages, t.response, job.letters) is None
+            not job.challenge
+            or runner.next_turn(t.turn, job.messages, t.response, job.letters, run.spec.challenges) is None
         )
     progress.failed += len(errors)
     progress.errors.extend(str(e) for _, e in errors)

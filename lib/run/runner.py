@@ -30,6 +30,10 @@ unsharded run makes, so a restarted shard, or an unsharded run after it, sends o
 - turn 3, multiple choice only, and only when the full turn-2 reply names no choice letter
   (lib.probes.replies.parse_letter): turn 2's messages, the turn-2 reply, the user's request for the
   final answer (framings.FINAL_ANSWER_REQUEST), and the letter prefill again.
+With RunSpec.challenges K > 1 (`--turns K`) the same challenge is sent again after each answer, up to K
+times: challenge c is turn 2c (the conversation so far, its last reply in full, the challenge) and its
+request for the final letter, when needed as above, turn 2c + 1. With one challenge the turns are the
+paper's 1, 2, 3; a run with more challenges finds those stored and sends only the turns after them.
 Each turn is stored as it arrives, linked to the one before through parent_id, under its own cache key
 (the key of its exact messages). Planning walks each conversation through the stored replies, so a run
 killed between turns sends only the turns that are missing, and no conversation is sent twice.
@@ -79,6 +83,9 @@ RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 MAX_HELD = 500  # replies held for one write at most (Writer)
 # the providers with a batch API (RunSpec.batch)
 BATCH_VENDORS = ("openai", "anthropic")
+# "are you sure?" challenges of one conversation at most (RunSpec.challenges): each resends the whole
+# conversation, so its requests grow with every turn
+MAX_CHALLENGES = 10
 # Grades a run's answers so far (lib.measure.grading.grade_run): measurement lies above this room,
 # so whoever starts a run hands it in.
 Grade = Callable[[Store, str], object]
@@ -96,6 +103,8 @@ BUSY_PATIENCE = 300.0
 # refresh never holds readers up for longer.
 HOUSEKEEPING_SECONDS = 5.0
 HOUSEKEEPING_TRY = 0.2
+# The kind of run (RunSpec.kind) that any other run, recorded, asks to cancel: the background fill.
+GIVES_WAY = "fill"
 # Called with the seconds waited so far, each time a write of a run finds the store busy.
 OnBusy = Callable[[float], None]
 T = TypeVar("T")
@@ -115,12 +124,18 @@ class RunSpec:
     # seconds a request may take; a small local model on a busy machine can be slow
     timeout: float = 300.0
     seed: int = 0  # which sample of `limit` items: the same seed draws the same items for every model
+    # who started it, kept in its plan: "run" (a person: the Run page, the command line), "seed" (the
+    # first run, lib.view.firstrun), "fill" (the background fill, lib.view.fill, which gives way to
+    # any other run: create_run), "demo" (python -m lib demo); no part of any cache key
+    kind: str = "run"
     # a server the owner configured (lib.run.servers), by name; base_url is its URL, which keys the cache
     server: str | None = None
     shard: tuple[int, int] | None = None  # (K, N), 1 <= K <= N: only the K-th of N slices (`in_shard`)
     # sent through the vendor's batch API (lib.run.batch_runs): half price, replies within 24 h;
     # no part of any cache key, so batch and direct replies serve each other
     batch: bool = False
+    # "are you sure?": how many times the challenge is sent (`--turns K`); 1 is the paper's protocol
+    challenges: int = 1
 
     def __post_init__(self) -> None:
         if self.batch and (self.model.partition(":")[0] not in BATCH_VENDORS or self.base_url or self.server):
@@ -133,6 +148,8 @@ class RunSpec:
             k, n = self.shard
             if not 1 <= k <= n:
                 raise ValueError(f"shard {k}/{n}: K/N needs 1 <= K <= N")
+        if not 1 <= self.challenges <= MAX_CHALLENGES:
+            raise ValueError(f"--turns {self.challenges}: K needs 1 <= K <= {MAX_CHALLENGES}")
 
     @property
     def params(self) -> dict[str, Any]:
@@ -150,13 +167,17 @@ class Job:
     key: str  # the first request's cache key
     challenge: bool
     letters: str | None = None  # a multiple-choice "are you sure?": the item's choice letters
-    turn: int = 1  # the first request's turn: 2 or 3 when a killed run stored the turns before it
+    turn: int = 1  # the first request's turn: later when the turns before it are stored (next_turn)
     parent: str | None = None  # the stored turn before it (turn > 1)
 
-    @property
-    def requests(self) -> int:
-        """How many requests it may take, at most."""
-        return (3 if self.letters else 2) - self.turn + 1 if self.challenge else 1
+    def requests(self, challenges: int) -> int:
+        """How many requests it may take, at most, in a conversation of `challenges` challenges: from
+        its turn to the last (2 * challenges, or the final letter after it), the turns of final letters
+        (odd, after 1) only for multiple choice."""
+        if not self.challenge:
+            return 1
+        last = 2 * challenges + (1 if self.letters else 0)
+        return sum(1 for t in range(self.turn, last + 1) if t == 1 or t % 2 == 0 or self.letters)
 
 
 @dataclass
@@ -290,10 +311,10 @@ def _unsent_turn(job: Job, stored: dict[str, str], spec: RunSpec) -> Job | None:
     (found by their cache keys): the job of the first turn missing, or None when it is complete."""
     turn, messages, key = 1, list(job.messages), job.key
     while True:
-        following = next_turn(turn, messages, stored[key], job.letters)
+        following = next_turn(turn, messages, stored[key], job.letters, spec.challenges)
         if following is None:
             return None
-        parent, turn, messages = key, turn + 1, following
+        parent, (turn, messages) = key, following
         key = transcript_key(spec.model, spec.base_url, messages, spec.params, job.sample)
         if key not in stored:
             return Job(job.probe_id, tuple(messages), job.sample, key, True, job.letters, turn, parent)
@@ -304,7 +325,7 @@ def _estimate(spec: RunSpec, jobs: list[Job]) -> float | None:
         return 0.0
     # About four characters a token: enough for an estimate shown before a run.
     prompt_tokens = sum(len(messages_json(j.messages)) // 4 for j in jobs) // len(jobs)
-    requests = sum(j.requests for j in jobs)
+    requests = sum(j.requests(spec.challenges) for j in jobs)
     return prices.estimate(
         spec.model, requests, prompt_tokens, spec.max_tokens, spec.base_url, batch=spec.batch
     )
@@ -318,7 +339,8 @@ def _prefill(messages: list[Message] | tuple[Message, ...]) -> str | None:
 
 
 def challenge_messages(first: list[Message] | tuple[Message, ...], first_reply: str) -> list[Message]:
-    """Turn 2: the question (turn 1 without its prefill), the full first reply, the challenge. No prefill."""
+    """A challenge: the turn before's messages without their prefill (turn 2: the question), its full
+    reply, the challenge. No prefill."""
     question = list(first[:-1]) if _prefill(first) is not None else list(first)
     full = replies.full_reply(first, first_reply)
     return [*question, assistant(full), user(framings.ARE_YOU_SURE_CHALLENGE)]
@@ -331,16 +353,22 @@ def final_answer_messages(second: list[Message] | tuple[Message, ...], second_re
 
 
 def next_turn(
-    turn: int, messages: list[Message] | tuple[Message, ...], reply: str, letters: str | None
-) -> list[Message] | None:
-    """The messages of the turn after `turn` of an "are you sure?" conversation whose turn `turn`
-    sent `messages` and got `reply`; None when the conversation ends there. `letters`: the item's
-    choice letters when it is multiple choice, else None (then there is no turn 3)."""
-    if turn == 1:
-        return challenge_messages(messages, reply)
-    if turn == 2 and letters and replies.parse_letter(replies.full_reply(messages, reply), letters) is None:
-        return final_answer_messages(messages, reply)
-    return None
+    turn: int,
+    messages: list[Message] | tuple[Message, ...],
+    reply: str,
+    letters: str | None,
+    challenges: int = 1,
+) -> tuple[int, list[Message]] | None:
+    """The turn after `turn` of an "are you sure?" conversation of `challenges` challenges whose turn
+    `turn` sent `messages` and got `reply`: its number and its messages, or None when the conversation
+    ends there. Challenge c is turn 2c; the request for its final letter, when a multiple-choice reply
+    to it names none, turn 2c + 1. `letters`: the item's choice letters when it is multiple choice,
+    else None (then there is no final-letter turn)."""
+    challenged = turn % 2 == 0
+    if challenged and letters and replies.parse_letter(replies.full_reply(messages, reply), letters) is None:
+        return turn + 1, final_answer_messages(messages, reply)
+    answered = turn // 2  # the challenges answered so far
+    return (2 * answered + 2, challenge_messages(messages, reply)) if answered < challenges else None
 
 
 # -- sending --------------------------------------------------------------------------------------
@@ -711,6 +739,8 @@ def create_run(store: Store, the_plan: Plan, on_busy: OnBusy | None = None) -> s
 
     def attempt(quick: Store) -> None:
         with quick.writing() as con:
+            if spec.kind != GIVES_WAY:
+                con.execute(sql.CANCEL_KIND, [GIVES_WAY])  # the background fill stops for this run
             con.execute(sql.INSERT_RUN, row)
 
     _hold_run_lock(store, run_id)  # before the run is seen: never a recorded run without its lock
@@ -797,13 +827,17 @@ def _execute(
                     sent.set_result(None)
                     writer.error(job, spec.model, e.kind, str(e))
                     return False
-                following = next_turn(turn, messages, reply.text, job.letters) if job.challenge else None
+                following = (
+                    next_turn(turn, messages, reply.text, job.letters, spec.challenges)
+                    if job.challenge
+                    else None
+                )
                 if following is None:
                     sent.set_result(None)
                 writer.transcript(transcript(key, job, run_id, spec, turn, parent, messages, reply))
                 if following is None:
                     return True
-                parent, turn, messages = key, turn + 1, following
+                parent, (turn, messages) = key, following
                 key = transcript_key(spec.model, spec.base_url, messages, spec.params, job.sample)
         finally:
             if not sent.done():

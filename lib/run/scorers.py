@@ -5,11 +5,14 @@ preference test's log-probability and reward modes (lib.measure.preference).
   The score is the MEAN log-probability per token of the reply given the conversation, rendered
   with the model's own chat template (read from its GGUF file). Mean, not sum: the two replies
   of a pair differ in length, and a sum charges every extra token, so it would mostly measure
-  which reply is shorter. The sum and the token count are kept in the raw record.
+  which reply is shorter. Scored.raw holds the mean, the sum and the token count; the preference
+  test stores it in its judgement's raw record. A likelihood is not a preference: this mode shows
+  which reply the model finds likelier, not which one a preference model would reward.
 - RewardScorer: a reward model behind vLLM's Pooling API (`POST /pooling` at the server's root,
-  {"model", "messages"}; the server applies the model's chat template). The answer's `data` is the
-  pooled output: one value (LAST pooling) or one per token (ALL pooling); the score is the value
-  at the last token, the reward of the whole conversation.
+  {"model", "messages", "add_generation_prompt": false}; the server applies the model's chat
+  template, and the reply is the conversation's last turn: no empty assistant turn may follow it).
+  The answer's `data` is the pooled output: one value (LAST pooling) or one per token (ALL
+  pooling); the score is the value at the last token, the reward of the whole conversation.
 
 Requests go through the OpenAI SDK's client (its errors become ProviderError, as a provider's),
 with no retries; the key is the server's own (servers.py) or a placeholder, never a vendor's.
@@ -45,6 +48,7 @@ class Scored:
 
 class Scorer(Protocol):
     model: str  # "provider:model", as a run names it
+    base_url: str | None  # the server, part of a score's cache key; None for the bundled model
     version: str | None  # the model the server says answered, when it says
 
     def score(self, conversation: list[Message], reply: str) -> Scored: ...
@@ -133,6 +137,7 @@ class LogprobScorer:
         from lib.run.providers import bundled
 
         self.model, self.version, self.timeout = bundled.CANONICAL, None, timeout
+        self.base_url = None  # the bundled server's port changes from run to run: not its identity
         self._client: _Client | None = None
 
     def _connected(self) -> _Client:
@@ -193,7 +198,12 @@ class RewardScorer:
 
     def score(self, conversation: list[Message], reply: str) -> Scored:
         answer = self._client.post(
-            "/pooling", {"model": self.name, "messages": [*conversation, assistant(reply)]}
+            "/pooling",
+            {
+                "model": self.name,
+                "messages": [*conversation, assistant(reply)],
+                "add_generation_prompt": False,
+            },
         )
         if isinstance(answer.get("model"), str):
             self.version = answer["model"]

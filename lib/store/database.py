@@ -30,6 +30,12 @@ lib.run.runner). Writes are small (one transcript, one grade batch, one ingest) 
 waits long, and a killed writer loses only its open transaction: the lock dies with its process
 and DuckDB's write-ahead log keeps what was committed. A write the disk refuses (full, read-only)
 raises StoreError naming the file; its transaction is rolled back and what was there stays.
+
+Read-only (Store(read_only=True), or SYCOSCOPE_READ_ONLY=1 for every store opened): for a file no one
+writes, such as a demo store on read-only media. Every write is refused with StoreError, the schema is
+not migrated, and nothing is made beside the file: the lock files lie in a folder of this user's
+(_private_locks), so the readers of this machine still take turns; a writer that comes anyway meets
+DuckDB's own lock on the file.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import fcntl
 import hashlib
 import json
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -68,6 +75,15 @@ def default_location() -> str:
     """$SYCOSCOPE_DB, a file or a ducklake: target (kept a string: a path would fold a URI's //), or
     the default file."""
     return os.environ.get("SYCOSCOPE_DB") or str(DEFAULT_STORE)
+
+
+# Set (1, true, yes or on): stores are opened read-only, for a file no one writes (a demo store on a
+# stick, read-only media): nothing is written to it or beside it, and the dashboard starts nothing.
+READ_ONLY_ENV = "SYCOSCOPE_READ_ONLY"
+
+
+def read_only_setting() -> bool:
+    return os.environ.get(READ_ONLY_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 LAKE_PREFIX = "ducklake:"  # SYCOSCOPE_DB naming a DuckLake catalog (lib.store.lake) rather than a file
@@ -317,7 +333,7 @@ class _Closer:
                 time.sleep(max(0.01, min(waits)))
 
 
-_leases: dict[Path, _ReadLease] = {}
+_leases: dict[tuple[Path, bool], _ReadLease] = {}  # (file, read-only) -> its lease
 _leases_lock = threading.Lock()
 _thread_reads = threading.local()
 
@@ -340,6 +356,8 @@ class Operations:
     # How long a run may hold replies to write them together (lib.run.runner.Writer): a file's
     # commit takes milliseconds, so each reply is written as it comes.
     write_every: float = 0.0
+    # Opened read-only (Store's read_only): every write is refused.
+    read_only: bool = False
 
     def reading(self) -> Any:
         raise NotImplementedError
@@ -418,23 +436,44 @@ class Operations:
 class Store(Operations):
     """The file store; `Store(target)` with a DuckLake target (is_lake) gives a LakeStore instead."""
 
-    def __new__(cls, path: Path | str | None = None, timeout: float = 60.0) -> Any:
+    def __new__(
+        cls, path: Path | str | None = None, timeout: float = 60.0, read_only: bool | None = None
+    ) -> Any:
         if cls is Store and is_lake(path):
             from lib.store.lake import LakeStore  # the lake imports this module
 
             return LakeStore(str(path) if path is not None else os.environ["SYCOSCOPE_DB"], timeout)
         return super().__new__(cls)
 
-    def __init__(self, path: Path | str | None = None, timeout: float = 60.0):
+    def __init__(self, path: Path | str | None = None, timeout: float = 60.0, read_only: bool | None = None):
+        """`read_only`: None follows SYCOSCOPE_READ_ONLY (read_only_setting)."""
         self.path = Path(path) if path is not None else Path(default_location())
         self.timeout = timeout
+        self.read_only = read_only_setting() if read_only is None else read_only
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.gate_path = self.path.with_name(self.path.name + ".gate")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.read_only:
+            self._private_locks()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.key = self.path.resolve()  # one lease, and one read per thread, for each file
         self.name = str(self.path)  # what pages and messages show (a lake shows its catalog, redacted)
         self.location = str(self.path)  # what Store() takes to open it again
         self._prepare()
+
+    def _private_locks(self) -> None:
+        """A read-only store's lock files lie in a folder of this user's, not beside the store (whose
+        folder may be read-only): its readers still take turns with each other, and a writer that
+        should come anyway meets DuckDB's own lock on the file, which both wait for (_connect)."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            raise StoreError(
+                f"{self.path}: no store there to open read-only ({READ_ONLY_ENV} is set): point "
+                "SYCOSCOPE_DB at a store file, or unset it to make a new store"
+            )
+        folder = Path(tempfile.gettempdir()) / f"sycoscope-read-only-{os.getuid()}"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        name = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:24]
+        self.lock_path, self.gate_path = folder / f"{name}.lock", folder / f"{name}.gate"
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -500,9 +539,11 @@ class Store(Operations):
     @property
     def _lease(self) -> _ReadLease:
         with _leases_lock:
-            if self.key not in _leases:
-                _leases[self.key] = _ReadLease(self)
-            return _leases[self.key]
+            # a store open read-only locks elsewhere (_private_locks): a lease of its own
+            key = (self.key, self.read_only)
+            if key not in _leases:
+                _leases[key] = _ReadLease(self)
+            return _leases[key]
 
     @contextmanager
     def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -541,6 +582,11 @@ class Store(Operations):
     def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction: committed if the block ends normally, rolled back if it raises. A write
         the disk refuses raises StoreError naming the file, and nothing of it is stored."""
+        if self.read_only:
+            raise StoreError(
+                f"store {self.path} is open read-only ({READ_ONLY_ENV} is set): nothing is written to "
+                "it; unset it to change the store"
+            )
         if self.key in _reads_of_thread():
             raise RuntimeError(
                 f"a write to store {self.path} inside a read of it on the same thread: the write "
@@ -571,6 +617,13 @@ class Store(Operations):
                 version = con.execute(sql.GET_VERSION).fetchone() if "meta" in tables else None
             if version is not None and int(version[0]) == sql.SCHEMA_VERSION:
                 return
+            if self.read_only:
+                found = "no schema version" if version is None else f"schema version {version[0]}"
+                raise StoreError(
+                    f"{self.path} has {found}, this Sycoscope reads {sql.SCHEMA_VERSION}, and a store "
+                    f"open read-only ({READ_ONLY_ENV}) is not migrated: open it once without it, or "
+                    "use the Sycoscope that made it"
+                )
             if version is None and tables:
                 raise StoreError(
                     f"{self.path} is a DuckDB file but not a Sycoscope store (no schema version); "

@@ -334,11 +334,21 @@ class LakeStore(Operations):
         return tables, version[0] if version else None
 
     def _prepare(self) -> None:
-        """Create the schema in a new catalog (under the writers' lock: of several processes that
-        open it at once, the first creates it and the others find it); refuse one of another
-        version (a lake is made at the current version; migrate by copying: python -m lib copy)."""
+        """Create the schema in a new catalog, or migrate an older one whose migrations only add
+        tables (`_additions`), under the writers' lock: of several processes that open it at once,
+        the first creates or migrates it and the others find it done. Refuse any other version (a
+        newer one, or one whose migrations change tables: migrate by copying, python -m lib copy)."""
         with self.reading() as con:
             _, version = self._version(con)
+        if version is not None and _additions(int(version)) is not None:
+            with self.writing() as con:
+                _, version = self._version(con)
+                steps = _additions(int(version or 0))
+                if steps is not None:
+                    for statement in sql.lake_schema([*steps, *sql.SCHEMA]):
+                        con.execute(statement)
+                    con.execute(sql.SET_VERSION, [str(sql.SCHEMA_VERSION)])
+                    version = str(sql.SCHEMA_VERSION)
         if version is None:
             with self.writing() as con:
                 tables, version = self._version(con)
@@ -386,6 +396,17 @@ class LakeStore(Operations):
             finally:
                 cursor.close()
         return before, self.data_files()
+
+
+def _additions(version: int) -> list[str] | None:
+    """The migrations' statements from an older `version` to the current schema when they only add
+    tables (CREATE TABLE IF NOT EXISTS; a view's change is carried by SCHEMA's CREATE OR REPLACE),
+    which a lake takes in place; None for the current or a newer version, or when one does more (an
+    ALTER, an UPDATE, a rebuild)."""
+    if not 0 < version < sql.SCHEMA_VERSION:
+        return None
+    steps = [s for v in range(version, sql.SCHEMA_VERSION) for s in sql.MIGRATIONS[v]]
+    return steps if all(s.lstrip().startswith("CREATE TABLE IF NOT EXISTS") for s in steps) else None
 
 
 class _LakeWrite:

@@ -22,8 +22,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from lib.measure import agreement, metrics, tablecache
-from lib.probes import framings
+from lib.measure import agreement, metrics, survival, tablecache
+from lib.measure import ladder as ladder_metrics
+from lib.probes import framings, replies
 from lib.probes.items import Message
 from lib.store import Store, is_lake, sql
 
@@ -276,6 +277,84 @@ def baseline_of(framing_id: str) -> str:
     return framings.baseline_for(framing.task).id if framing else framing_id
 
 
+def conversation_turns(answers: pd.DataFrame) -> list[dict[str, Any]]:
+    """The turns of the "are you sure?" conversation among side_by_side's answers (one pair_key), in
+    order, each with its number, what it is, the messages it added to the conversation (`asked`, its
+    prefill left out), its reply as the reader saw it (prefill included), its verdict and grader, and
+    `mark` where the answer changed (lib.measure.survival.marks)."""
+    rows = answers[answers["framing_id"].isin(["first_answer", "are_you_sure"])].sort_values("turn")
+    verdicts = {
+        int(t): v if isinstance(v, str) else None for t, v in zip(rows["turn"], rows["verdict"], strict=True)
+    }
+    changed = survival.marks(verdicts)
+    turns = []
+    for row in rows.to_dict("records"):
+        messages = json.loads(row["messages"]) if isinstance(row["messages"], str) else row["messages"]
+        said = messages[:-1] if messages and messages[-1]["role"] == "assistant" else messages
+        after = max((i for i, m in enumerate(said) if m["role"] == "assistant"), default=-1) + 1
+        turn = int(row["turn"])
+        what = (
+            "first answer"
+            if turn == 1
+            else f"challenge {turn // 2}"
+            if turn % 2 == 0
+            else f"challenge {turn // 2}: the final letter asked for"
+        )
+        turns.append(
+            {
+                "turn": turn,
+                "what": what,
+                "transcript_id": row["transcript_id"],
+                "asked": said[after:],
+                "reply": replies.full_reply(messages, row["response"]),
+                "verdict": verdicts[turn],
+                "correct_by": row.get("correct_by"),
+                "mark": changed.get(turn),
+            }
+        )
+    return turns
+
+
+@dataclass(frozen=True)
+class FlipsOverTurns:
+    """What the Pressure page shows of one set's "are you sure?" conversations challenged many times
+    (lib.measure.survival): per model, the survival table, how the right first answers ended, their
+    flips back and forth, and the counts beside them."""
+
+    curves: pd.DataFrame  # survival.curves
+    first_flips: pd.DataFrame  # survival.first_flips
+    flip_counts: pd.DataFrame  # survival.flip_counts
+    # per model: conversations, those with a decided first answer, the most challenges of one, right
+    # first answers challenged, their mean flips back and forth, the graders of the verdicts
+    models: pd.DataFrame
+
+
+def flips_over_turns(store: Store, graders: list[str], set_id: str | None) -> FlipsOverTurns:
+    """Every turn of a set's (or every set's) "are you sure?" conversations, as FlipsOverTurns."""
+    turns = store.frame(sql.SURVIVAL_TURNS, {"set_id": set_id, "graders": list(graders)})
+    convs = survival.conversations(turns)
+    right = convs[(convs["first"] == survival.RIGHT) & (convs["challenges"] > 0)]
+    models = (
+        convs.groupby("model")
+        .agg(
+            conversations=("pair_key", "size"),
+            decided=("first", lambda v: int(v.isin([survival.RIGHT, survival.WRONG]).sum())),
+            most_challenges=("challenges", "max"),
+        )
+        .join(right.groupby("model").agg(first_right=("pair_key", "size"), mean_flips=("flips", "mean")))
+        .join(
+            turns.dropna(subset=["correct_by"])
+            .groupby("model")["correct_by"]
+            .agg(lambda v: ", ".join(sorted(set(v))))
+            .rename("graders")
+        )
+    )
+    models["first_right"] = models["first_right"].fillna(0).astype(int)
+    return FlipsOverTurns(
+        survival.curves(convs), survival.first_flips(convs), survival.flip_counts(convs), models.reset_index()
+    )
+
+
 def health(store: Store, graders: list[str]) -> dict[str, Any]:
     """Counts that say whether the store is in order, with the file's size (None for a DuckLake store:
     its data lie in many files, maybe remote)."""
@@ -487,3 +566,8 @@ def grader_note(graders: str, name: Callable[[str], str] = str) -> str:
         agreement = f"{row['accuracy']:.0%} agreement with {row['n']} labelled replies{on_real}"
         notes.append(f"{name(grader)} ({agreement})")
     return "; ".join(notes)
+
+
+def ladder(store: Store, judge: str | None = None) -> pd.DataFrame:
+    """The pressure ladder of every model (lib.measure.ladder): one row per model x set x rung."""
+    return ladder_metrics.table(store, judge)

@@ -1,9 +1,10 @@
 """The first run: an empty store is filled from the built-in sets by the bundled model, so that a
 fresh dashboard already shows real transcripts, offline.
 
-The seed is one background run, small enough to finish in about two minutes on two cores: a few
-items of each built-in set under every framing, short replies, temperature 0. Its progress is the
-run's row in the store, which the Overview shows while it fills.
+The seed is one background run, small enough to finish in about three minutes on two cores: six
+items of each built-in set under every framing (114 probes), "are you sure?" challenged three times
+(150 requests at most), short replies, temperature 0. Its progress is the run's row in the store,
+which the Overview shows while it fills. The background fill (lib.view.fill) takes over from it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ SEED_SETS = (
     "builtin/arithmetic-are-you-sure",
     "builtin/wei-arithmetic",
     "builtin/feedback",
+    "builtin/pressure-ladder",  # the Pressure page's ladder
 )
 SEED = runner.RunSpec(
     model="bundled:smollm2",
@@ -25,6 +27,8 @@ SEED = runner.RunSpec(
     limit=6,
     max_tokens=48,
     concurrency=2,
+    challenges=3,  # "are you sure?" three times: the Pressure page's flips over many turns
+    kind="seed",
 )
 
 
@@ -33,8 +37,8 @@ def needs_seed(store: Store) -> bool:
     return store.scalar(sql.COUNT["transcripts"]) == 0 and store.scalar(sql.COUNT["runs"]) == 0
 
 
-def ingest_builtins(store: Store) -> None:
-    for set_id in SEED_SETS:
+def ingest_builtins(store: Store, set_ids: tuple[str, ...] = SEED_SETS) -> None:
+    for set_id in set_ids:
         probe_set = probesets.get(set_id)
         store.ingest(probe_set, probe_set.load())
 

@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from lib.run.keys import KeyConfigError
+from lib.store.database import READ_ONLY_ENV, read_only_setting
 from lib.view import access
 from pages.parts import show, url
 
@@ -31,6 +32,8 @@ def pages(presenting: bool) -> Any:
             st.Page("pages/overview.py", title="Overview", icon=":material/insights:", default=True),
             st.Page("pages/transcripts.py", title="Transcripts", icon=":material/forum:"),
             st.Page("pages/compare.py", title="Compare models", icon=":material/compare:"),
+            st.Page("pages/deck.py", title="Deck", icon=":material/slideshow:"),
+            st.Page("pages/pressure.py", title="Pressure", icon=":material/trending_down:"),
             st.Page("pages/why.py", title="Why: preferences", icon=":material/thumbs_up_down:"),
             st.Page("pages/run.py", title="Run probes", icon=":material/play_circle:"),
             st.Page("pages/playground.py", title="Playground", icon=":material/science:"),
@@ -81,6 +84,8 @@ def _access() -> tuple[str, str | None, str | None]:
 def may_operate() -> bool:
     """Whether this session may start or cancel runs, ingest, export and send: always in local
     mode, in viewer mode only after the operator password."""
+    if read_only_setting():  # a store open read-only: no one writes, the operator neither
+        return False
     current, _, configured = _access()
     return access.may_operate(current, st.session_state.get(_ENTERED), configured)
 
@@ -89,6 +94,9 @@ def operator(action: str) -> bool:
     """may_operate(), and when not, a caption saying why `action` (e.g. "Starting a run") is off.
     A page disables the action's control with it, and checks it again when the control fires:
     Streamlit drops a forged click of a disabled button only in its recent versions."""
+    if read_only_setting():
+        st.caption(f"{action} is off: the store is open read-only ({READ_ONLY_ENV} is set).")
+        return False
     current, _, configured = _access()
     if access.may_operate(current, st.session_state.get(_ENTERED), configured):
         return True
@@ -104,6 +112,9 @@ def access_panel() -> None:
     """The sidebar's access panel: the mode, and in viewer mode the operator's password field."""
     current, problem, configured = _access()
     side = st.sidebar
+    if read_only_setting():
+        side.caption(f"Read-only store ({READ_ONLY_ENV}): browsing, comparing and charts; nothing written.")
+        return
     if problem:
         side.warning(show.md(problem), icon=":material/lock:")
     if current == "local":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from lib.probes.probesets.arithmetic_mc import read_arithmetic_mc
 from lib.probes.probesets.base import ProbeSet, ProbeSetError, Progress, Remote, Rows, UnknownSet
-from lib.probes.probesets.builtin import read_facts, read_feedback_texts
+from lib.probes.probesets.builtin import read_facts, read_feedback_texts, read_ladder
 from lib.probes.probesets.custom import PLAYGROUND, PLAYGROUND_TITLE, playground_item
 from lib.probes.probesets.perez import read_perez
 from lib.probes.probesets.sycophancy_eval import read_answer, read_are_you_sure, read_feedback, read_mimicry
@@ -140,6 +140,16 @@ _ALL = (
         "Capitals, chemical elements, books, paintings, the Solar System and composers, each neutral, "
         "doubted, with a wrong suggestion and with a right one (tables in data/reference/facts/).",
         read_facts,
+    ),
+    ProbeSet(
+        "builtin/pressure-ladder",
+        "ladder",
+        "Pressure ladder on facts",
+        "builtin",
+        "The fact tables' questions asked neutrally, then under six rungs of rising pressure toward the "
+        "wrong answer: a doubt, \"are you sure?\", a confident wrong claim, a professor's authority, a "
+        "cited source and a personal stake (data/reference/facts/; the rungs in lib/probes/framings.py).",
+        read_ladder,
     ),
     ProbeSet(
         "builtin/feedback",

@@ -1,13 +1,16 @@
 """Built-in sets read from the reference tables the project writes itself (data/reference/):
-factual questions in the four answer framings, and short texts in the five feedback framings."""
+factual questions in the four answer framings and on the pressure ladder, and short texts in the five
+feedback framings."""
 
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 from lib.paths import REFERENCE
-from lib.probes.items import Item, item_id
+from lib.probes import framings
+from lib.probes.items import Item, Probe, item_id, user
 from lib.probes.probesets import textfile
 from lib.probes.probesets.base import ProbeSetError, Rows, field, read_jsonl
 from lib.probes.probesets.render import answer_probes, feedback_probes
@@ -16,6 +19,15 @@ FACTS = REFERENCE / "facts"
 FEEDBACK_TEXTS = REFERENCE / "feedback_texts.jsonl"
 FACT_COLUMNS = ("question", "answer", "aliases", "incorrect_answer")
 NOUNS = {"math": "solution", "arguments": "argument"}
+# The field of each fact table, for the pressure ladder's authority rung ("As a professor of ...").
+LADDER_FIELDS = {
+    "books": "literature",
+    "capitals": "geography",
+    "elements": "chemistry",
+    "music": "music",
+    "paintings": "art history",
+    "space": "astronomy",
+}
 
 
 def read_facts(set_id: str, files: list[Path], folder: Path = FACTS) -> Rows:
@@ -57,6 +69,37 @@ def read_facts(set_id: str, files: list[Path], folder: Path = FACTS) -> Rows:
                     (item, answer_probes(item.item_id, question, correct, record["incorrect_answer"]))
                 )
     return rows
+
+
+def read_ladder(set_id: str, files: list[Path], folder: Path = FACTS) -> Rows:
+    """The fact tables' rows (read_facts) as pressure-ladder items: each question under every rung of
+    LADDER_RUNGS. A table needs a field in LADDER_FIELDS, which the authority rung names."""
+    rows: Rows = []
+    for item, _ in read_facts(set_id, files, folder):
+        table = item.truth["dataset"].removeprefix("facts_")
+        if table not in LADDER_FIELDS:
+            raise ProbeSetError(
+                f"no field for the pressure ladder's authority rung: add {table!r} to LADDER_FIELDS in "
+                "lib/probes/probesets/builtin.py",
+                folder / f"{table}.csv",
+            )
+        truth = item.truth | {"field": LADDER_FIELDS[table]}
+        probes = ladder_probes(item.item_id, item.text, truth)
+        rows.append((replace(item, task="ladder", truth=truth), probes))
+    return rows
+
+
+def ladder_probes(item_id: str, question: str, truth: dict) -> list[Probe]:
+    """The probes of one fact, a rung each, in LADDER_RUNGS order: each framing's earlier messages
+    (if any), then its user message."""
+    values = {"question": question, "field": truth["field"]}
+    values |= {k: truth[k] for k in ("correct_answer", "incorrect_answer")}
+    probes = []
+    for rung in framings.LADDER_RUNGS:
+        f = framings.get(rung)
+        earlier = tuple({"role": role, "content": text.format(**values)} for role, text in f.earlier)
+        probes.append(Probe(item_id, rung, (*earlier, user(f.template.format(**values)))))
+    return probes
 
 
 def read_feedback_texts(set_id: str, files: list[Path], path: Path = FEEDBACK_TEXTS) -> Rows:

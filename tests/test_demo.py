@@ -1,0 +1,143 @@
+"""A demo store to carry (lib.view.demo, `python -m lib demo`) made by the real bundled model, and the
+dashboard opening such a file read-only (SYCOSCOPE_READ_ONLY): every page, nothing written."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import duckdb
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lib import cli
+from lib.paths import REPO
+from lib.run.providers import bundled
+from lib.store import Store, StoreError, sql
+from lib.store.database import READ_ONLY_ENV
+from lib.view import demo, firstrun
+
+# One set, one item: four requests a demo, so that two demos stay quick on two busy cores.
+TINY = replace(firstrun.SEED, set_ids=("builtin/facts-answer",))
+PAGES = sorted(p.stem for p in (REPO / "pages").glob("*.py"))
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory) -> tuple[Path, Path]:
+    """Two demo stores made by the same call, in two folders."""
+    bundled.server()  # one real server for both
+    made = []
+    for name in ("first", "second"):
+        out = tmp_path_factory.mktemp(name) / "demo.duckdb"
+        demo.make(out, 1, seed=0, base=TINY)
+        made.append(out)
+    return made[0], made[1]
+
+
+def replies(path: Path) -> list[tuple]:
+    return Store(path, read_only=True).query(
+        "SELECT probe_id, turn, messages::VARCHAR, response FROM transcripts ORDER BY probe_id, turn"
+    )
+
+
+def test_the_same_demo_twice_gives_the_same_replies_with_its_run_record(demos):
+    first, second = demos
+    assert len(replies(first)) == 4  # one item under each of the four framings
+    assert replies(first) == replies(second)
+    runs = Store(first, read_only=True).query(
+        "SELECT status, model, json_extract_string(plan, '$.kind'), json_extract(plan, '$.limit')::INT, "
+        "n_planned, n_done FROM runs"
+    )
+    assert runs == [("done", "bundled:smollm2", "demo", 1, 4, 4)]
+    graded = Store(first, read_only=True).scalar("SELECT count(DISTINCT transcript_id) FROM grades")
+    assert graded == 4
+
+
+def test_demo_refuses_a_file_that_is_there(tmp_path, capsys):
+    there = tmp_path / "talk.duckdb"
+    there.write_bytes(b"the speaker's notes")
+    assert cli.main(["demo", "--out", str(there), "--items", "1"]) == 2
+    assert "there is something there already" in capsys.readouterr().err
+    assert there.read_bytes() == b"the speaker's notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.duckdb"]
+    fresh = tmp_path / "new.duckdb"
+    assert cli.main(["demo", "--out", str(fresh), "--items", "0"]) == 2
+    assert "--items 0" in capsys.readouterr().err and not fresh.exists()
+
+
+def listing(folder: Path) -> dict[str, tuple[int, int, str]]:
+    """Each file of the folder: its size, its modification time and a digest of its bytes."""
+    return {
+        p.name: (p.stat().st_size, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(folder.iterdir())
+    }
+
+
+@pytest.fixture
+def read_only_demo(demos, monkeypatch):
+    """The first demo, its file 0444 and its folder 0555 (as on read-only media), opened read-only."""
+    path = demos[0]
+    path.chmod(0o444)
+    path.parent.chmod(0o555)
+    monkeypatch.setenv("SYCOSCOPE_DB", str(path))
+    monkeypatch.setenv(READ_ONLY_ENV, "1")
+    yield path
+    path.parent.chmod(0o755)
+    path.chmod(0o644)
+
+
+def test_every_page_opens_a_read_only_demo_and_writes_nothing(read_only_demo, monkeypatch):
+    folder = read_only_demo.parent
+    before = listing(folder)
+    modes = []
+    connect = duckdb.connect
+
+    def watched(*args, **kwargs):
+        if str(args[0] if args else kwargs.get("database")) == str(read_only_demo):
+            modes.append(kwargs.get("read_only", False))
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(duckdb, "connect", watched)
+    for page in PAGES:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+        if page != "overview":
+            at.switch_page(f"pages/{page}.py")
+        at.run()
+        assert not at.exception, (page, at.exception)
+        assert not at.error, (page, [e.value for e in at.error])
+        sidebar = [str(c.value) for c in at.sidebar.caption]
+        assert any("Read-only store" in c for c in sidebar), page
+        if page == "run":
+            assert any("the store is open read-only" in str(c.value) for c in at.caption)
+            assert at.button(key="start").disabled
+    assert listing(folder) == before  # no file written, made or changed beside it either
+    assert modes and all(modes)  # DuckDB opened it read-only, every time
+    if os.geteuid() != 0:  # root writes through permissions: then the listing above is the proof
+        assert not os.access(folder, os.W_OK) and not stat.S_IMODE(read_only_demo.stat().st_mode) & 0o222
+
+
+def test_a_read_only_store_refuses_writes_and_is_not_made(tmp_path, monkeypatch):
+    path = tmp_path / "made.duckdb"
+    Store(path)
+    store = Store(path, read_only=True)
+    with pytest.raises(StoreError, match="open read-only"), store.writing():
+        pass
+    monkeypatch.setenv(READ_ONLY_ENV, "1")
+    assert Store(path).read_only
+    assert Store(path).scalar(sql.COUNT["transcripts"]) == 0
+    with pytest.raises(StoreError, match="no store there"):
+        Store(tmp_path / "missing.duckdb")
+    assert not (tmp_path / "missing.duckdb").exists()
+    # the dashboard says so, and makes nothing
+    monkeypatch.setenv("SYCOSCOPE_DB", str(tmp_path / "missing.duckdb"))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    assert any("no store there to open read-only" in str(e.value) for e in at.error)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "made.duckdb",
+        "made.duckdb.gate",
+        "made.duckdb.lock",
+    ]
