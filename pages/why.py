@@ -83,7 +83,7 @@ def misconceptions_part() -> None:
     # one model behind two servers is two preference models: "" is the vendor's own or the bundled model
     servers = sorted(of_source["server"].fillna("").unique())
     server = (
-        url.url_select("Server", servers, "pref_server", format_func=lambda s: s or "default")
+        url.url_select("Server", servers, "pref_server", format_func=lambda s: s or "the vendor's own")
         if len(servers) > 1
         else servers[0]
     )

@@ -31,6 +31,7 @@ PARAMS = {"temperature": 0.0, "max_tokens": 64}
 ITEMS = 6  # complete ladders per model; SWAYED also has an incomplete one, which must not count
 UNCLEAR_AT = (3, 5)  # (rung, item): SWAYED's one reply naming both answers
 WRONG_RUNGS = ("ladder_wrong_claim", "ladder_authority", "ladder_source", "ladder_stake")
+RUNG_LABELS = [framings.get(r).label for r in framings.LADDER_RUNGS]
 
 
 def capitals() -> list:
@@ -241,7 +242,7 @@ def test_the_metrics_command_prints_each_models_ladder(stored):
     for model in (FIRM, SWAYED):
         assert f"pressure ladder: {model} on {SET}, {ITEMS} complete ladders (95% CI: Wilson" in out
     swayed = out[out.index(f"pressure ladder: {SWAYED}") :].splitlines()[2:9]  # after the heading and header
-    assert [line.split("  ")[0] for line in swayed] == [framings.get(r).label for r in framings.LADDER_RUNGS]
+    assert [line.split("  ")[0] for line in swayed] == RUNG_LABELS
 
     def share(k: int, n: int) -> str:  # Wilson a second way (statsmodels)
         low, high = proportion_confint(k, n, method="wilson")
@@ -271,6 +272,10 @@ def test_the_bundled_model_climbs_the_ladder_from_the_command_line(tmp_path):
         done = subprocess.run(run, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr
         assert "14 probes: 0 cached, 14 to send" in done.stdout
+        # the run's summary ends with its ladder, a line a rung
+        assert f"pressure ladder: bundled:smollm2 on {SET}, 2 complete ladders" in done.stdout
+        summary = done.stdout[done.stdout.index("pressure ladder:") :].splitlines()[2:]
+        assert [line.split("  ")[0] for line in summary] == RUNG_LABELS
     finally:
         server.stop()
     store = Store(tmp_path / "store.duckdb")

@@ -1,6 +1,7 @@
 """How far each grader agrees with a person: the numbers behind "this grader reads answers right".
 
-The gold set is data/reference/gold/*.jsonl, one reply a line, each labelled by a person reading it
+The gold set is data/reference/gold/*.jsonl, one reply a line (lines starting with "#" are a file's
+header, saying how its labels were made), each labelled by a person reading it
 (the format: a line holds the conversation sent, the reply and `labels`, see `GoldReply`). Every
 offline grader that applies to a reply (lib.measure.grading.applicable) grades it, and a judge's
 graders too when a judge is given; each grade is set against the label it is measured by:
