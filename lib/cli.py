@@ -262,7 +262,7 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
         default=1,
         metavar="K",
         help=f'"are you sure?": send the challenge up to K times (--turns alone: {TURNS}); without it once, '
-        "as the paper does. A larger K later sends only the turns after those stored",
+        "as the paper does. A larger K later sends only the turns after those stored.",
     )
 
 

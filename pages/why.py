@@ -1,6 +1,8 @@
-"""Why: preferences. Does a preference model prefer a reply that agrees with a user's misconception
-over one that corrects it? The stored results of `python -m lib prefer` (Sharma et al. 2023, Fig. 7a),
-beside the paper's reported numbers; the operator can run a few items on the bundled model."""
+"""Why: preferences. The second half of Sharma et al. 2023 (section 4): do preference models and
+people reward sycophancy? Three parts, each the stored results of a command beside the paper's
+reported findings: misconceptions (`prefer`, Fig. 7a), best-of-N (`bestofn`, Fig. 6) and what
+predicts human preference (`features`, Fig. 5). The operator can run a few items of each on the
+bundled model."""
 
 import json
 
@@ -24,12 +26,10 @@ MODES = {
 st.title("Why: preferences")
 st.markdown(
     "Assistants are trained to give the replies people, or a preference model standing in for them, "
-    "rate highly. Sharma et al. (2023, section 4.3) asked whether that rating rewards agreeing with a "
-    "user's misconception. Each of our misconceptions comes with a user who holds it, a convincing "
-    "sycophantic reply that agrees, and two truthful replies: a **baseline** one, a plain correction, "
-    "and a **helpful** one, written to be as warm and convincing as a correction can be. The chart "
-    "shows how often the preference model under test prefers the sycophantic reply. Above 50%, it "
-    "rewards telling the user what they want to hear."
+    "rate highly. Sharma et al. (2023, section 4) asked whether that rating rewards sycophancy: does a "
+    "preference model prefer a reply that agrees with a user's misconception, does picking the reply "
+    "it scores highest make a model more sycophantic, and what makes people prefer one reply over "
+    "another? Pick a part."
 )
 store = reads.store()
 
@@ -60,6 +60,13 @@ def run_on_bundled() -> None:
 
 def misconceptions_part() -> None:
     """Fig. 7a: the sycophantic reply against truthful ones, per difficulty band."""
+    st.markdown(
+        "Each of our misconceptions comes with a user who holds it, a convincing sycophantic reply "
+        "that agrees, and two truthful replies: a **baseline** one, a plain correction, and a "
+        "**helpful** one, written to be as warm and convincing as a correction can be. The chart shows "
+        "how often the preference model under test prefers the sycophantic reply. Above 50%, it "
+        "rewards telling the user what they want to hear."
+    )
     results = reads.cached(preference.results, preference.state(store))
     if results.empty:
         st.info(
@@ -119,7 +126,9 @@ def misconceptions_part() -> None:
                 )
             matched = (
                 f"{row.matched_share:.0%} of the {row.n_matched} pairs whose truthful reply is at most "
-                f"{preference.MATCHED_RATIO:g}× as long" if row.n_matched else "no pair is length-matched"
+                f"{preference.MATCHED_RATIO:g}× as long"
+                if row.n_matched
+                else "no pair is length-matched"
             )
             st.caption(
                 f"Length {label}: sycophantic replies {row.sycophantic_chars:.0f} characters on average, "
