@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         seed = None if args.skip_seed else timed_run(store, firstrun.SEED, pid)
         batches = []
         for n in range(1, args.batches + 1):
-            limit = firstrun.SEED.limit + n * args.items
+            limit = (0 if args.skip_seed else firstrun.SEED.limit) + n * args.items
             batches.append(timed_run(store, replace(firstrun.SEED, limit=limit, kind=runner.GIVES_WAY), pid))
     per_probe = statistics.median(b["wall_s"] / b["probes"] for b in batches if b["probes"])
     cpu_per_probe = statistics.median(b["cpu_s"] / b["probes"] for b in batches if b["probes"])
