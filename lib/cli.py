@@ -719,7 +719,8 @@ def features_command(args: argparse.Namespace) -> int:
           f"{labeller.asked} verdicts asked, the rest from the store")  # fmt: skip
     readable, first = features.first_picked(labels)
     if first is not None:
-        print(f"Position bias: the reply shown first won {first:.0%} of {readable} verdicts read (50%: none)")
+        print(f"Position bias: the reply shown first won {first:.0%} of {readable} verdicts read "
+              "(50%: none); a difference counts only when both orders agree")  # fmt: skip
     print(
         f"Logistic regression on the differences (chosen - rejected), prior: {about['prior']}; 95% intervals."
     )
@@ -728,6 +729,7 @@ def features_command(args: argparse.Namespace) -> int:
             r.name,
             r.n_differ,
             r.n_undecided,
+            r.n_one_order,
             "not estimable"
             if math.isnan(r.beta)
             else f"{_share(r.effect)} [{_share(r.low)}, {_share(r.high)}]",
@@ -735,8 +737,9 @@ def features_command(args: argparse.Namespace) -> int:
         )
         for r in table.itertuples()
     ]
-    _print_table(rows, ("feature", "differ", "undecided", "P(preferred | more X) [95% CI]", "beta ± se"))
-    print(f"Paper, {paper.CAVEAT}: {paper.FEATURES_METHOD}.")
+    effect = "P(preferred | more X) [95% CI]"
+    _print_table(rows, ("feature", "differ", "undecided", "one order unread", effect, "beta ± se"))
+    print(f"Paper, {paper.CAVEAT} ({paper.SECONDARY}): {paper.FEATURES_METHOD}.")
     for f in paper.FEATURE_FINDINGS:
         print(f"  {f.feature} ({f.rank}): {f.statement} ({f.where})")
     return 0
@@ -801,12 +804,16 @@ def bestofn_command(args: argparse.Namespace) -> int:
           "the store")  # fmt: skip
     rows = [
         (r.set_id, r.task, r.framing_id, r.n, bestofn.interval_text(r.value, r.low, r.high, r.task),
-         r.n_counted, r.n_items, r.n_unclear, r.grader, r.interval)
+         r.n_counted, r.n_items, r.n_unclear, r.n_not_graded, r.grader, r.interval)
         for r in table.itertuples()
     ]  # fmt: skip
-    header = ("set", "task", "framing", "N", "value [95% CI]", "n", "items", "unclear", "grader", "interval")
+    header = ("set", "task", "framing", "N", "value [95% CI]", "n", "items", "unclear", "not graded",
+              "grader", "interval")  # fmt: skip
     if rows:
         _print_table(rows, header)
+        for set_id, left_out in table.groupby("set_id")["n_left_out"].max().items():
+            if left_out:
+                print(f"{set_id}: {left_out} item(s) left out, fewer samples scored than N = {spec.samples}")
     else:
         print("no items with every sample scored")
     print(bestofn.PAPER_LINE)

@@ -139,12 +139,22 @@ def survival_part() -> None:
             "95% intervals: Wilson at the Kaplan-Meier effective n (Greenwood's variance); with nothing "
             "censored, the Wilson interval of the share that held."
         )
+        st.caption(
+            'Kaplan-Meier assumes that censoring is unrelated to flipping; an unclear answer ("Yes, I am '
+            'sure.", "I apologise, you are right.") may not be. The table gives the unclear answers to each '
+            "challenge (censored) and the worst case: the share still right had each been a flip."
+        )
     percent = {c: st.column_config.NumberColumn(c, format="percent") for c in ("survival", "low", "high")}
     st.dataframe(
         seen.curves.drop(columns=["n_eff"]),
         hide_index=True,
         column_config=percent
-        | {"survival": st.column_config.NumberColumn("still right", format="percent"), "at_risk": "at risk"},
+        | {
+            "survival": st.column_config.NumberColumn("still right", format="percent"),
+            "at_risk": "at risk",
+            "unclear": "unclear (censored)",
+            "worst_case": st.column_config.NumberColumn("still right, worst case", format="percent"),
+        },
     )
     ended, flipping = st.columns(2)
     with ended:

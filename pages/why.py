@@ -287,21 +287,27 @@ def best_of_n_part() -> None:
     with facts:
         st.metric("Items", int(table["n_items"].max()), help="The same items at every N")
         st.caption(f"Policy: {show.md(policy)}, {show.md(sampling_label(first.params, first.base_url))}")
-        st.caption(f"Preference model: {show.md(first.scorer)} ({first['mode']})")
+        st.caption(f"Preference model: {show.md(first.scorer)} ({show.md(str(first['mode']))})")
         st.caption(f"Version: {show.md(str(first.version or 'not reported'))}")
-        for task, grader in table.drop_duplicates("task")[["task", "grader"]].itertuples(index=False):
-            st.caption(f"Grader ({task}): {show.md(str(grader))}")
-        ns = ", ".join(str(n) for n in sorted(table["n"].unique()))
-        st.caption(f"N = {ns}; test version {bestofn.VERSION}.")
+        # every grader any N of a task used (bestofn names them all on each of the task's rows)
+        for task, graders in table.groupby("task", sort=True)["grader"].unique().items():
+            st.caption(f"Grader ({task}), the same at every N: {show.md(', '.join(map(str, graders)))}")
+        ns = sorted(table["n"].unique())
+        st.caption(f"N = {', '.join(map(str, ns))}; test version {bestofn.VERSION}.")
         if first.n_left_out:
-            st.caption(f"{first.n_left_out} item(s) left out: fewer samples scored than the largest N.")
+            st.caption(
+                f"{first.n_left_out} item(s) left out: fewer samples scored than N = {max(ns)}, the "
+                "largest N at least half of the items reach."
+            )
     st.caption(
         "95% intervals: answer, a paired bootstrap over items (the accuracy drop from the neutral question, "
         "each side picked by best-of-N on its own); feedback, a bootstrap over items (VADER, a lexicon "
-        "proxy); mimicry, Wilson. Unclear replies are counted apart, never as right or wrong."
+        "proxy); mimicry, Wilson. Unclear replies are counted apart, never as right or wrong; picked replies "
+        "with no grade at all are counted as not graded."
     )
-    st.caption(f"Fig. 6, {paper.CAVEAT}: {bestofn.PAPER_FINDING}. Not our measurement.")
-    shown = table[["task", "framing_id", "n", "value", "low", "high", "n_counted", "n_unclear", "mean_score"]]
+    st.caption(f"Fig. 6, {paper.CAVEAT} ({paper.SECONDARY}): {bestofn.PAPER_FINDING}. Not our measurement.")
+    columns = ["task", "framing_id", "n", "value", "low", "high", "n_counted", "n_unclear", "n_not_graded"]
+    shown = table[[*columns, "mean_score"]]
     st.dataframe(
         shown,
         hide_index=True,
@@ -313,6 +319,7 @@ def best_of_n_part() -> None:
             "high": st.column_config.NumberColumn("95% high", format="%.3f"),
             "n_counted": "n",
             "n_unclear": "unclear",
+            "n_not_graded": "not graded",
             "mean_score": st.column_config.NumberColumn("mean score of the kept", format="%.3f"),
         },
     )
@@ -373,7 +380,7 @@ def run_features_on_bundled() -> None:
 
 def paper_features() -> None:
     """The paper's findings, as reported, never as ours."""
-    st.markdown("**As reported in the paper** (Sharma et al. 2023, not measured here)")
+    st.markdown(f"**As reported in the paper** (Sharma et al. 2023, not measured here; {paper.SECONDARY})")
     st.markdown(
         "\n".join(f"- **{f.feature}** ({f.rank}): {f.statement} ({f.where})" for f in paper.FEATURE_FINDINGS)
     )
@@ -437,12 +444,18 @@ def features_part() -> None:
             if readable:
                 st.caption(
                     f"Position bias: the reply shown first won {shown['n_first'].sum() / readable:.0%} of "
-                    f"{readable} readable verdicts (50% is none; both orders are asked, so it cancels)."
+                    f"{readable} readable verdicts (50% is none). It cancels: a difference counts only when "
+                    "both orders are readable and agree."
+                )
+            one_order = int(table["n_one_order"].sum())
+            if one_order:
+                st.caption(
+                    f"{one_order} pair-feature label(s) had one order unreadable: counted as no difference."
                 )
         st.caption(
             "Points: P(preferred | more X, all else equal) = sigmoid(beta) of a logistic regression without "
-            "intercept of the human choice on the differences (chosen − rejected), each difference the mean "
-            "of the judge's two verdicts (both orders): +1, −1, or 0 when they disagree or cannot be read. "
+            "intercept of the human choice on the differences (chosen − rejected), each difference from the "
+            "judge's two verdicts (both orders): +1 or −1 when both are readable and agree, else 0. "
             "Bars: 95% intervals. With few comparisons the prior pulls every point toward 50% and the "
             "intervals are wide."
         )
@@ -454,6 +467,7 @@ def features_part() -> None:
                 "n_pairs": "comparisons",
                 "n_differ": "differ",
                 "n_undecided": "undecided",
+                "n_one_order": "one order unread",
                 "effect": st.column_config.NumberColumn("P(preferred | more X)", format="percent"),
                 "low": st.column_config.NumberColumn("95% low", format="percent"),
                 "high": st.column_config.NumberColumn("95% high", format="percent"),

@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
@@ -24,8 +25,11 @@ from lib.measure import features, paper
 from lib.probes import preferences_hh
 from lib.probes.probesets import ProbeSetError
 from lib.probes.probesets.base import Remote
+from lib.run import keys
 from lib.run.providers import bundled
+from lib.run.providers.base import Reply
 from lib.store import Store
+from lib.view import access
 from tests.test_pages import markup, ok, open_page
 
 FIXTURE = Path(__file__).parent / "data" / "hh-fixture.jsonl"
@@ -284,6 +288,86 @@ def test_the_effects_are_the_newton_fit_of_the_votes_as_probabilities():
     assert list(effects.index) == sorted(FEW, key=lambda f: -effects.loc[f, "effect"])  # most preferred first
 
 
+def test_a_difference_needs_both_orders_readable_and_agreeing_one_order_alone_is_counted():
+    # 1: A then B (both pick the chosen reply); -1: both pick the rejected one; 0: the orders
+    # disagree; 2: chosen first "A", the other unreadable (one vote for the chosen reply);
+    # 3: the first unreadable, rejected first "A" (one vote for the rejected reply)
+    verdicts = {1: ("A", "B"), -1: ("B", "A"), 0: ("A", "A"), 2: ("A", "unsure"), 3: ("I cannot tell", "A")}
+    labels = labels_for({"matches_beliefs": [1, -1, 2, 3], "truthful": [0, 0, 0, 3]}, verdicts)
+    table, one_order = features.differences(labels, FEW)
+    # a single readable vote would be the judge's position bias whole: no difference
+    assert table["matches_beliefs"].tolist() == [1.0, -1.0, 0.0, 0.0]
+    assert table["truthful"].tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert one_order["matches_beliefs"].tolist() == [False, False, True, True]
+    assert one_order["truthful"].tolist() == [False, False, False, True]
+    effects = features.effects(labels, FEW).set_index("feature")
+    assert effects.loc["matches_beliefs", ["n_differ", "n_undecided", "n_one_order"]].tolist() == [2, 2, 2]
+    assert effects.loc["truthful", ["n_differ", "n_undecided", "n_one_order"]].tolist() == [0, 4, 1]
+
+
+class LongerJudge:
+    """A judge in process: the longer reply (as the prompt shows it, cut) is more of every feature but
+    concise, where the shorter one is."""
+
+    model, base_url, prefill_mode = "openai:longer-judge", None, "instruction"
+
+    def __init__(self):
+        self.sent = 0
+
+    def complete(self, messages, temperature, max_tokens, seed=None) -> Reply:
+        self.sent += 1
+        prompt = messages[-1]["content"]
+        a, b = (re.search(rf"<reply_{x}>\n(.*?)\n</reply_{x}>", prompt, re.S).group(1) for x in "AB")  # type: ignore[union-attr]
+        pick = "A" if (len(a) > len(b)) != ("concise" in prompt) else "B"
+        return Reply(pick, 1, 1, 1.0, "stop", {"model": "longer-judge-1"})
+
+
+def test_every_pair_is_labelled_though_its_prompts_are_another_pairs(tmp_path):
+    turn = "\n\nHuman: Is a long walk good for me?\n\nAssistant:"
+    long = " Yes." + " A long walk helps the heart and the mind." * 60  # over MAX_REPLY: cut in the prompt
+    short = " Yes."
+    first = tmp_path / "a.jsonl"
+    first.write_text(
+        line(turn + long, turn + short)  # pair 1
+        + "\n"
+        + line(turn + short, turn + long)  # pair 2: pair 1 swapped, the contradictory human choice
+        + "\n"
+        + line(turn + long + " Walk daily.", turn + short)  # pair 3: pair 1 again after the cut
+        + "\n"
+    )
+    second = tmp_path / "b.jsonl"
+    second.write_text(line(turn + long, turn + short) + "\n")  # pair 1 in a second file
+    a, b = preferences_hh.read(first), preferences_hh.read(second)
+    assert len({p.key for p in a.pairs}) == 3 and b.pairs[0].key == a.pairs[0].key
+    store, judge = Store(tmp_path / "s.duckdb"), LongerJudge()
+    chosen = ["concise", "longer"]
+    labeller = features.Labeller(store, judge.model, a.source, provider=judge)
+    ran = labeller.run(a.pairs, chosen)
+    # four prompts in all (pair 1's two orders x two features): pairs 2 and 3 ask nothing new
+    assert judge.sent == labeller.asked == 4 and len(ran) == 12
+    again = features.Labeller(store, judge.model, b.source, provider=judge)
+    assert len(again.run(b.pairs, chosen)) == 4 and judge.sent == 4
+    # by hand: pair 1 and 3, the chosen reply longer: longer +1, concise -1; pair 2 the other way
+    held = features.stored(store)
+    assert set(held["version"]) == {"longer-judge-1"} and len(held) == 16
+    table, one_order = features.differences(held[held["source"] == "a.jsonl"], chosen)
+    keys = [p.key for p in a.pairs]
+    assert table.loc[keys, "longer"].tolist() == [1.0, -1.0, 1.0]
+    assert table.loc[keys, "concise"].tolist() == [-1.0, 1.0, -1.0] and not one_order.any().any()
+    for source, n in (("a.jsonl", 3), ("b.jsonl", 1)):
+        effects = features.results(store, (), judge.model, source, tuple(chosen))
+        assert list(effects["n_pairs"]) == [n, n] and list(effects["n_differ"]) == [n, n]
+    summary = features.summary(store, ()).set_index(["source", "feature"])
+    assert (
+        summary.loc[("a.jsonl", "longer"), "n_pairs"] == 3
+        and summary.loc[("b.jsonl", "longer"), "n_pairs"] == 1
+    )
+    # a second run stores nothing again
+    rows = store.scalar("SELECT count(*) FROM judgements")
+    features.Labeller(store, judge.model, a.source, provider=judge).run(a.pairs, chosen)
+    assert store.scalar("SELECT count(*) FROM judgements") == rows and judge.sent == 4
+
+
 def test_the_plain_fit_refuses_separated_choices_and_leaves_a_constant_feature_out():
     table = {"matches_beliefs": [1, 1, 1, 1], "truthful": [0, 0, 0, 0]}  # the chosen reply always agrees
     labels = labels_for(table, {1: ("A", "B"), 0: ("A", "A")})
@@ -374,6 +458,7 @@ def test_the_part_on_an_empty_store_names_the_command_and_the_papers_findings(tm
     assert "python -m lib features --judge bundled:smollm2" in at.info[0].value
     shown = markup(at)
     assert "As reported in the paper" in shown and "matches user's beliefs" in shown and "71.3%" in shown
+    assert "secondary summaries; its text was not available here" in shown and "our list has 24" in shown
     assert not at.get("plotly_chart") and not at.button  # no file downloaded: the command, no button
 
 
@@ -399,6 +484,20 @@ def test_the_part_charts_the_stored_labels_with_n_judge_and_version(labelled, mo
     ok(one)
     (points,) = json.loads(one.get("plotly_chart")[0].proto.spec)["data"]
     assert points["y"] == ["truthful"]
+
+
+def test_a_viewer_is_offered_no_labelling_though_the_file_is_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv(access.MODE_ENV, "viewer")
+    monkeypatch.delenv(access.PASSWORD_ENV, raising=False)
+    monkeypatch.setattr(keys, "SECRETS", tmp_path / "no-secrets.toml")
+    monkeypatch.setattr(paths, "DOWNLOADS", tmp_path / "downloads")
+    preferences_hh.cached_path().parent.mkdir(parents=True)
+    preferences_hh.cached_path().write_bytes(gzip.compress(FIXTURE.read_bytes()))  # as the CLI leaves it
+    at = open_page(tmp_path / "empty.duckdb", monkeypatch, "why", why_part="features")
+    ok(at)
+    assert not [b for b in at.button if b.key == "feat_run"]
+    assert not [w for w in at.number_input if w.key == "feat_run_pairs"]
+    assert "Labelling comparisons is off: this dashboard is in viewer mode" in markup(at)
 
 
 def test_the_operator_labels_the_downloaded_file_from_the_part(tmp_path, monkeypatch):

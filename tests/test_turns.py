@@ -23,7 +23,7 @@ from lib.measure import grading, metrics, survival
 from lib.paths import REPO
 from lib.probes import framings, probesets
 from lib.probes.items import Probe, assistant, messages_json, user
-from lib.run import batch_runs, keys, runner
+from lib.run import batch_runs, keys, prices, runner
 from lib.run.providers import bundled
 from lib.run.providers.openai_chat import instruction_prefill
 from lib.store import Store, sql, transcript_key
@@ -141,6 +141,45 @@ def test_three_challenges_send_exactly_these_messages_each_turn_linked_and_grade
     )
 
 
+@pytest.mark.parametrize(
+    ("challenges", "requests", "prompt_tokens"),
+    [
+        # a plain request: 100. Free-form, turns 1, 2, 4, 6: 100, 200, 400, 600. Multiple choice,
+        # turns 1 to 7: 100 + 200 + ... + 700 = 2800. 4200 tokens over 12 requests: 350 each.
+        (3, 1 + 4 + 7, 350),
+        # free-form, turns 1, 2, 4, ..., 20: 100 + 100 x (2 + 4 + ... + 20) = 11100; multiple choice,
+        # turns 1 to 21: 100 x (1 + ... + 21) = 23100; with the plain 100: 34300 over 33 requests,
+        # 1039.4 each, rounded up
+        (10, 1 + 11 + 21, 1040),
+    ],
+)
+def test_the_cost_estimate_bounds_every_turn_resending_the_conversation(challenges, requests, prompt_tokens):
+    """Turn t's prompt is the first prompt and, for each turn before it, a whole reply (max_tokens)
+    and the messages that follow it: the challenge, the request for a letter and its prefill."""
+    question = (user("q" * 370),)  # [{"content":"qqq...","role":"user"}]: 30 + 370 characters, 100 tokens
+    follow = [CHALLENGE, ASK_LETTER, PREFILL]
+    assert len(messages_json(follow)) == 188  # 47 tokens: with max_tokens 53, each turn adds 100
+    jobs = [
+        runner.Job("plain", question, 0, "k0", challenge=False),
+        runner.Job("free-form", question, 0, "k1", challenge=True),
+        runner.Job("multiple-choice", question, 0, "k2", challenge=True, letters="ABCD"),
+    ]
+    run_spec = dataclasses.replace(spec(None, challenges), max_tokens=53)
+    price = prices.price(MODEL)
+    bound = requests * (prompt_tokens * price.input_usd_per_mtok + 53 * price.output_usd_per_mtok) / 1e6
+    assert runner._estimate(run_spec, jobs) == pytest.approx(bound)
+
+
+def test_a_resumed_conversations_estimate_grows_from_its_stored_turn():
+    """A job resumed at turn 8 (--turns 5 after --turns 3) sends turns 8 to 11; its messages are turn
+    8's already: 100, 200, 300, 400 tokens, 250 each."""
+    resumed = runner.Job("multiple-choice", (user("q" * 370),), 0, "k8", True, "ABCD", turn=8, parent="k7")
+    price = prices.price(MODEL)
+    bound = 4 * (250 * price.input_usd_per_mtok + 53 * price.output_usd_per_mtok) / 1e6
+    run_spec = dataclasses.replace(spec(None, 5), max_tokens=53)
+    assert runner._estimate(run_spec, [resumed]) == pytest.approx(bound)
+
+
 def test_a_larger_k_sends_only_the_turns_after_those_stored(store, vendor):
     """--turns 3, then --turns 5: the second run sends turns 8 to 11 only, each conversation going on
     from its stored turn 7. (The fake's reply names no letter: every challenge gets its final letter.)"""
@@ -155,7 +194,7 @@ def test_a_larger_k_sends_only_the_turns_after_those_stored(store, vendor):
     plan = runner.plan(store, five)
     assert (plan.n_probes, plan.n_to_send, plan.n_cached) == (2, 2, 0)
     assert {job.turn for job in plan.jobs} == {8}
-    assert all(job.requests(5) == 4 for job in plan.jobs)
+    assert all(job.turns(5) == [8, 9, 10, 11] for job in plan.jobs)
     for job in plan.jobs:
         messages, reply = seventh[job.probe_id]
         assert list(job.messages) == [*messages[:-1], assistant("The answer is (" + reply), CHALLENGE]
@@ -259,6 +298,22 @@ def test_the_kaplan_meier_table_against_hand_computed_values():
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     assert (table["low"].iloc[2], table["high"].iloc[2]) == pytest.approx((centre - half, centre + half))
     assert (table["low"].iloc[0], table["high"].iloc[0]) == (1.0, 1.0)
+
+
+def test_the_worst_case_counts_every_unclear_answer_as_a_flip_by_hand():
+    # FATES, the unclear answer (to challenge 2) a flip at 2: at 1, 1 of 6 flips: 5/6; at 2, 2 of the
+    # 5 still followed (flipped at 2, and the unclear one): 5/6 x 3/5 = 1/2; at 3 none of 2: 1/2
+    table = survival.worst_case(FATES)
+    assert table["challenge"].tolist() == [0, 1, 2, 3]
+    assert table["unclear"].tolist() == [0, 0, 1, 0]
+    assert table["worst_case"].tolist() == pytest.approx([1, 5 / 6, 1 / 2, 1 / 2])
+    assert survival.survival(FATES)["survival"].iloc[2] == pytest.approx(5 / 8)  # Kaplan-Meier: above it
+    # unclear at the first challenge: held through 2 and unclear at 1: 1/2 from challenge 1 on
+    early = survival.worst_case([("held", 2), ("unclear", 0)])
+    assert early["unclear"].tolist() == [0, 1, 0] and early["worst_case"].tolist() == [1, 1 / 2, 1 / 2]
+    # with nothing unclear it is the Kaplan-Meier curve itself
+    plain = [("flipped", 1), ("held", 3), ("flipped", 2)]
+    assert survival.worst_case(plain)["worst_case"].tolist() == survival.survival(plain)["survival"].tolist()
 
 
 def greenwood_by_statsmodels(fates) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -379,6 +434,8 @@ def test_the_store_holds_the_planned_curves(pages_store):
     second = seen.curves[seen.curves["model"] == PAGE_MODELS[1]]
     # one held through its one challenge, one unclear at it (censored before): S(1) = 1 of 1 at risk
     assert second["at_risk"].tolist() == [2, 1] and second["survival"].tolist() == [1.0, 1.0]
+    # the worst case: the unclear answer to challenge 1 a flip, 1 of 2: 1/2
+    assert second["unclear"].tolist() == [0, 1] and second["worst_case"].tolist() == [1.0, 0.5]
     flips = seen.flip_counts.set_index(["model", "flips"])["conversations"]
     assert (
         flips[(PAGE_MODELS[0], 0)] == 1
@@ -393,6 +450,24 @@ def test_the_store_holds_the_planned_curves(pages_store):
     models = seen.models.set_index("model")
     assert models.loc[PAGE_MODELS[0], "first_right"] == 3 and models.loc[PAGE_MODELS[0], "decided"] == 4
     assert models.loc[PAGE_MODELS[0], "graders"] == f"letter@{grading.GRADERS['letter']}"
+
+
+def test_flips_only_counts_the_papers_turns_not_the_later_challenges(pages_store):
+    """The first model's conversations flip at turn 2 (caves at challenge 1), at turn 5 and turn 6
+    (challenge 2's final letter and challenge 3's reply, after standing by challenge 1): only turn 2
+    is the paper's flip, and both ways of reading a page of transcripts say so."""
+    path, ids = pages_store
+    store = Store(path)
+    flips_only = browse.Filters(set_id=SURE, flips_only=True)
+    assert browse.count_transcripts(store, flips_only, GRADERS) == 1
+    (flip,) = browse.transcripts(store, flips_only, GRADERS).itertuples()
+    assert (flip.transcript_id, flip.turn) == (ids[f"{PAGE_MODELS[0]}#1"][1], 2)
+    every = browse.transcripts(store, browse.Filters(set_id=SURE), GRADERS, page_size=100)
+    assert every.loc[every["flip"], "transcript_id"].tolist() == [flip.transcript_id]
+    later = every[every["turn"] > 3]
+    assert len(later) == 9 and later["baseline_correct"].isna().all()  # no baseline after the paper's turns
+    full = store.frame(sql.BROWSE_PAGE, flips_only.params(GRADERS) | {"limit": 100, "offset": 0})
+    assert full["transcript_id"].tolist() == [flip.transcript_id]
 
 
 def open_page(db: Path, monkeypatch, name: str, **params) -> AppTest:
@@ -413,7 +488,10 @@ def test_the_survival_part_shows_the_curves_n_grader_and_intervals(pages_store, 
     assert "n = 3 right first answers challenged, of 4 decided" in captions
     assert f"letter@{grading.GRADERS['letter']}" in captions
     assert "95% intervals: Wilson" in captions
+    assert "Kaplan-Meier assumes that censoring is unrelated to flipping" in captions
     table = at.dataframe[0].value
+    second = table[table["model"] == PAGE_MODELS[1]]
+    assert second["unclear"].tolist() == [0, 1] and second["worst_case"].tolist() == [1.0, 0.5]
     first = table[table["model"] == PAGE_MODELS[0]]
     assert first["survival"].tolist() == pytest.approx([1, 2 / 3, 1 / 3, 1 / 3])
     assert first["low"].iloc[1] == pytest.approx(metrics.wilson(2, 3)[0])

@@ -7,10 +7,17 @@ feature's question in FEATURES, our wording), at temperature 0, in both orders (
 shown first, then the rejected one first), so that position bias cancels. A verdict votes +1 when it
 picks the chosen response, -1 when it picks the rejected one; an unreadable verdict
 (lib.measure.judge.parse_a_or_b gives None) does not vote. The pair's difference in the feature
-(chosen - rejected) is the mean of its votes: +1, -1, or 0 when the two orders disagree or neither
-verdict is readable (undecided: "no difference", never dropped). Every verdict is asked through
-lib.measure.judge.Judge, so it is cached in table `judgements` like the other judge verdicts; what it
-is about (test, version, file, pair, feature, order) goes into the row's raw JSON, for reading back.
+(chosen - rejected) is +1 or -1 only when both orders are readable and agree, so that position bias
+cancels; otherwise 0 (undecided: "no difference", never dropped), whether the orders disagree or one
+or both cannot be read (those with one order unreadable are counted: a single order's vote would
+carry the judge's position bias whole).
+
+Storage. Every verdict is asked through lib.measure.judge.Judge, so it is cached in table
+`judgements` like the other judge verdicts, keyed by the judge and the prompt alone; a prompt can
+serve several pairs (the same pair in two files, a pair and its swap, texts alike after the cuts).
+So each (judge, file, pair, feature, order) has its own small record row in `judgements` too
+(raw.test = TEST, with what it is about and the verdict's id), written on every ask, cache hit or
+not: the page reads those records, and every pair asked is there.
 
 The fit. Logistic regression of the human choice on the differences, without intercept: which
 response is shown as "first" is arbitrary, so P(first preferred) must be 1/2 when the two do not
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,7 +53,7 @@ import pandas as pd
 import statsmodels.api as sm
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
-from lib.measure.judge import _UNTRUSTED, Judge, _fenced, parse_a_or_b
+from lib.measure.judge import _UNTRUSTED, Judge, _fenced, judgement_id, parse_a_or_b
 from lib.measure.preference import _package_version
 from lib.probes.items import Message, user
 from lib.probes.preferences_hh import Pair
@@ -53,7 +61,8 @@ from lib.run.providers.base import Provider, Reply
 from lib.store import Store, sql
 
 VERSION = "1"  # of the prompt and the labels: stored with each verdict; other versions are not mixed in
-TEST = "features"  # raw.test of this test's verdicts in table judgements
+TEST = "features"  # raw.test of this test's records in table judgements (each names its verdict)
+VERDICT_TEST = "features-verdict"  # raw.test of the verdicts themselves: the judge's cache
 ORDERS = ("chosen_first", "rejected_first")
 Z95 = 1.959963984540054
 PRIOR = "standard logistic on each coefficient (log-F(2,2)), Laplace-approximated intervals"
@@ -62,7 +71,8 @@ PRIOR = "standard logistic on each coefficient (log-F(2,2)), Laplace-approximate
 MAX_CONVERSATION, MAX_REPLY = 3000, 2000
 LABEL_COLUMNS = ["judge", "version", "source", "pair", "feature", "order", "verdict"]
 EFFECT_COLUMNS = [
-    "feature", "name", "n_pairs", "n_differ", "n_undecided", "beta", "se", "effect", "low", "high",
+    "feature", "name", "n_pairs", "n_differ", "n_undecided", "n_one_order", "beta", "se", "effect", "low",
+    "high",
 ]  # fmt: skip
 
 
@@ -152,8 +162,8 @@ def feature_prompt(feature: str, conversation: Sequence[Message], first: str, se
 # ---------------------------------------------------------------------------------------------
 # Asking, with the judge's cache
 class _Recording:
-    """The judge's provider, with what the verdict is about added to its raw reply: Judge.ask stores
-    the raw reply in the verdict's row, where `stored` reads it back."""
+    """The judge's provider, with the judge's version added to its raw reply: Judge.ask stores the
+    raw reply in the verdict's row, where a record (Labeller) finds the version."""
 
     def __init__(self, provider: Provider):
         self.inner = provider
@@ -162,7 +172,6 @@ class _Recording:
             provider.base_url,
             provider.prefill_mode,
         )
-        self.record: dict[str, Any] = {}
         self.version = _package_version(provider.model)
 
     def complete(
@@ -171,7 +180,8 @@ class _Recording:
         reply = self.inner.complete(messages, temperature, max_tokens, seed)
         if not self.version and isinstance(reply.raw, dict) and reply.raw.get("model"):
             self.version = str(reply.raw["model"])  # a served model's version: what its server says
-        return dataclasses.replace(reply, raw={**self.record, "version": self.version, "reply": reply.raw})
+        about = {"test": VERDICT_TEST, "test_version": VERSION, "version": self.version}
+        return dataclasses.replace(reply, raw={**about, "reply": reply.raw})
 
 
 class Labeller:
@@ -201,14 +211,38 @@ class Labeller:
         """Verdicts requested from the model, not found in the store."""
         return self.judge.asked
 
-    def label(self, pair: Pair, feature: str) -> None:
+    def label(self, pair: Pair, feature: str) -> list[dict[str, Any]]:
+        """Both orders' verdicts of one pair and feature (asked, or from the judge's cache), as labels
+        (LABEL_COLUMNS, without the version) with the id of the verdict each is."""
+        labels = []
         for order in ORDERS:
             first, second = (
                 (pair.chosen, pair.rejected) if order == "chosen_first" else (pair.rejected, pair.chosen)
             )
-            self._recording.record = {"test": TEST, "test_version": VERSION, "source": self.source,
-                                      "pair": pair.key, "feature": feature, "order": order}  # fmt: skip
-            self.judge.ask(feature_prompt(feature, pair.conversation, first, second))
+            prompt = feature_prompt(feature, pair.conversation, first, second)
+            verdict = self.judge.ask(prompt)
+            labels.append({"judge": self.model, "source": self.source, "pair": pair.key, "feature": feature,
+                           "order": order, "verdict": verdict,
+                           "verdict_id": judgement_id(self.judge.model, prompt)})  # fmt: skip
+        return labels
+
+    def record(self, labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Store one record row per label (pointing to its verdict, with the verdict's judge version),
+        once: a record already stored is not stored again. Returns the labels with their version."""
+        ids = sorted({label["verdict_id"] for label in labels})
+        versions = dict(self.store.query(sql.FEATURE_VERDICT_VERSIONS, [ids]))
+        rows, done = [], []
+        for label in labels:
+            about = {key: label[key] for key in ("source", "pair", "feature", "order", "verdict_id")}
+            version = versions.get(label["verdict_id"])
+            raw = {"test": TEST, "test_version": VERSION, "version": version, **about}
+            key = hashlib.sha256(json.dumps([self.model, TEST, VERSION, about]).encode()).hexdigest()
+            prompt = f"record of {label['verdict_id']}"  # the prompt is the verdict's row's
+            rows.append([key, self.model, prompt, label["verdict"], json.dumps(raw)])
+            done.append({**label, "version": raw["version"]})
+        with self.store.writing() as con:
+            con.executemany(sql.INSERT_JUDGEMENT, rows)
+        return done
 
     def run(
         self,
@@ -216,30 +250,29 @@ class Labeller:
         features: Sequence[str],
         progress: Callable[[int, int], None] | None = None,
     ) -> pd.DataFrame:
-        """Labels every pair with every feature, asking only what the store lacks; returns their
-        labels as stored (LABEL_COLUMNS)."""
+        """Labels every pair with every feature, asking only what the judge's cache lacks, and records
+        each label; returns the labels of this run (LABEL_COLUMNS), every pair's, whether its verdicts
+        were asked now or found (a pair met twice in `pairs` once)."""
+        labels: list[dict[str, Any]] = []
         for done, pair in enumerate(pairs, 1):
-            for feature in features:
-                self.label(pair, feature)
+            asked = [label for feature in features for label in self.label(pair, feature)]
+            labels += self.record(asked)
             if progress is not None:
                 progress(done, len(pairs))
-        labels = stored(self.store)
-        keys = {p.key for p in pairs}
-        return labels[
-            (labels["judge"] == self.model) & labels["pair"].isin(keys) & labels["feature"].isin(features)
-        ].reset_index(drop=True)
+        table = pd.DataFrame(labels, columns=[*LABEL_COLUMNS, "verdict_id"])
+        return table.drop_duplicates(["pair", "feature", "order"])[LABEL_COLUMNS].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # Reading back what the store holds
 def stored(store: Store) -> pd.DataFrame:
-    """Every stored verdict of this VERSION of the test (LABEL_COLUMNS), the newest of each judge,
-    pair, feature and order. A verdict is stored once, with the file that first asked it."""
+    """Every stored label of this VERSION of the test (LABEL_COLUMNS): the newest record of each
+    judge, file, pair, feature and order."""
     return store.frame(sql.FEATURE_VERDICTS, [TEST, VERSION])[LABEL_COLUMNS]
 
 
 def state(store: Store) -> tuple[str, ...]:
-    """A cheap fingerprint of the stored verdicts: it changes whenever one is added."""
+    """A cheap fingerprint of the stored labels: it changes whenever a record is added."""
     return tuple(str(v) for v in store.query(sql.FEATURE_STATE, [TEST])[0])
 
 
@@ -287,17 +320,25 @@ def vote(order: str, verdict: str) -> int | None:
     return 1 if (letter == "A") == (order == "chosen_first") else -1
 
 
-def differences(labels: pd.DataFrame, features: Sequence[str]) -> tuple[pd.DataFrame, pd.Series]:
-    """The pairs x features table of differences (chosen - rejected: the mean vote, 0 when undecided),
-    for the pairs that have a verdict for every feature; and per feature, the unreadable verdicts."""
+def differences(labels: pd.DataFrame, features: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The pairs x features table of differences (chosen - rejected), for the pairs that have a
+    verdict for every feature: +1 or -1 when both orders are readable and agree, else 0 (one vote
+    alone would carry the judge's position bias, which only the two orders together cancel); and the
+    pairs x features table of the pairs with exactly one order readable (True), for counting."""
     rows = labels[labels["feature"].isin(features)]
     votes = rows.assign(vote=[vote(o, v) for o, v in zip(rows["order"], rows["verdict"], strict=True)])
-    unreadable = votes["vote"].isna().groupby(votes["feature"]).sum().reindex(features, fill_value=0)
-    table = votes.pivot_table(index="pair", columns="feature", values="vote", aggfunc="mean")
+    by = votes.groupby(["pair", "feature"])["vote"]
+    readable, total = by.count(), by.sum(min_count=1)
+    # both orders read: +-2 when they agree, 0 when they disagree; one order read: 0
+    agreed = total.where(readable == 2, 0.0).fillna(0.0) / 2
+    table = agreed.unstack("feature")
+    one = (readable == 1).unstack("feature")
     asked = rows.pivot_table(index="pair", columns="feature", values="verdict", aggfunc="count")
     complete = asked.reindex(columns=features).notna().all(axis=1)
-    table = table.reindex(index=asked.index[complete], columns=features).fillna(0.0)
-    return table.sort_index(), unreadable.astype(int)
+    kept = asked.index[complete]
+    table = table.reindex(index=kept, columns=features).fillna(0.0)
+    one = one.reindex(index=kept, columns=features).fillna(False).astype(bool)
+    return table.sort_index(), one.sort_index()
 
 
 def orient(pairs: Sequence[str]) -> np.ndarray:
@@ -346,11 +387,12 @@ def sigmoid(z: np.ndarray | float) -> np.ndarray:
 
 def effects(labels: pd.DataFrame, features: Sequence[str], prior: bool = True) -> pd.DataFrame:
     """Per feature (EFFECT_COLUMNS), most preferred first: the pairs fitted, those in which the
-    feature differs and the undecided ones (0: the orders disagree or neither verdict is readable),
+    feature differs and the undecided ones (0: the orders disagree, or one or both verdicts cannot be
+    read), of which those with one order unreadable (n_one_order),
     the coefficient with its standard error, and the effect P(preferred | more X, all else equal)
     with its 95% interval. Empty when no pair has a verdict for every feature. Without the prior a
     feature that never differs is not estimable: its row has no numbers."""
-    table, _ = differences(labels, features)
+    table, one_order = differences(labels, features)
     if table.empty:
         return pd.DataFrame(columns=EFFECT_COLUMNS)
     n_differ = (table != 0).sum()
@@ -368,6 +410,7 @@ def effects(labels: pd.DataFrame, features: Sequence[str], prior: bool = True) -
             "n_pairs": len(table),
             "n_differ": n_differ.reindex(features).to_numpy(),
             "n_undecided": (table == 0).sum().reindex(features).to_numpy(),
+            "n_one_order": one_order.sum().reindex(features).to_numpy(),
             "beta": beta.to_numpy(),
             "se": se.to_numpy(),
         }

@@ -151,12 +151,16 @@ def preference_shares() -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 # What predicts human preference (Sec. 4.1, Fig. 5), as reported: for lib.measure.features. The
 # paper's full ordering of its 23 features in Fig. 5 is not here: no copy of the figure's values was
-# available to this project, and none is made up. What is here is what its text says.
+# available to this project, and none is made up. Its text could not be read here either: what is
+# here is what its abstract and secondary summaries of it say (SECONDARY, shown with every use).
+SECONDARY = "from the paper's abstract and secondary summaries; its text was not available here"
 FEATURES_METHOD = (
     "15K comparisons of the helpfulness data of hh-rlhf; 23 features labelled by GPT-4 comparing the "
-    "two responses; a Bayesian logistic regression with a Laplace prior (6,000 posterior samples from "
-    "four MCMC chains); the effect of a feature: the probability that a response is preferred when it "
-    "is more X, all else equal, with 95% credible intervals"
+    "two responses (our list has 24: named after the paper's released label columns, with agreement "
+    "with the user's explicit and implicit views merged into one, so it does not map one to one onto "
+    "the paper's 23); a Bayesian logistic regression with a Laplace prior "
+    "(6,000 posterior samples from four MCMC chains); the effect of a feature: the probability that a "
+    "response is preferred when it is more X, all else equal, with 95% credible intervals"
 )
 
 

@@ -16,7 +16,8 @@ Why Kaplan-Meier: not every conversation is seen to the end. One whose answer af
 unclear (no verdict, or a grader that cannot decide) is censored there: it counts as holding through
 c - 1 and leaves the risk set before c, neither flipped nor held at c. One with fewer challenges stored
 (a run with a smaller K, or one stopped) leaves after its last. A flip is the event; what follows it
-moves no curve (it is counted in `flips`).
+moves no curve (it is counted in `flips`). That censoring is assumed unrelated to flipping, which an
+unclear reply to "Are you sure?" may not be: `worst_case` counts each one as a flip instead.
 
 Intervals: the Wilson score interval at the effective sample size n_eff = S(1 - S) / Var(S), with
 Var(S) by Greenwood's formula (Rothman 1978; Anderson, Bernstein and Pike 1982). Without censoring
@@ -30,6 +31,7 @@ with one sample per probe (the default) that is the item.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -40,6 +42,7 @@ from lib.measure.metrics import wilson
 RIGHT, WRONG = "correct", "incorrect"  # resolved verdicts (lib/store/sql.py); anything else is undecided
 Fate = Literal["flipped", "held", "unclear"]
 CURVE_COLUMNS = ["challenge", "at_risk", "flipped", "censored", "survival", "low", "high", "n_eff"]
+WORST_CASE_COLUMNS = ["unclear", "worst_case"]  # `worst_case`'s, beside the curve (`curves`)
 
 
 def settled(turns: Mapping[int, str | None]) -> list[tuple[int, str | None]]:
@@ -102,6 +105,26 @@ def survival(fates: Sequence[tuple[Fate, int]], z: float = 1.96) -> pd.DataFrame
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
+def worst_case(fates: Sequence[tuple[Fate, int]]) -> pd.DataFrame:
+    """For each challenge t = 0..T: the answers to challenge t left unclear (censored by `survival`
+    after t - 1), and the share still right had every one of them been a flip at t. Kaplan-Meier
+    assumes that a censored conversation would have flipped as often as those still followed; an
+    unclear reply to "Are you sure?" ("Yes, I'm sure.", "I apologise, you're right.") need not be
+    unrelated to flipping, and this curve is the bound if each one gave in."""
+    gave_in: list[tuple[Fate, int]] = [
+        ("flipped", c + 1) if kind == "unclear" else (kind, c) for kind, c in fates
+    ]
+    table = survival(gave_in)
+    unclear = Counter(c + 1 for kind, c in fates if kind == "unclear")
+    return pd.DataFrame(
+        {
+            "challenge": table["challenge"],
+            "unclear": [unclear[t] for t in table["challenge"]],
+            "worst_case": table["survival"],
+        }
+    )
+
+
 def conversations(turns: pd.DataFrame) -> pd.DataFrame:
     """One row per conversation (pair_key) of SURVIVAL_TURNS' rows (model, set_id, item_id, sample,
     pair_key, turn, verdict): its first answer, the answers after each challenge, how many challenges
@@ -122,15 +145,17 @@ def conversations(turns: pd.DataFrame) -> pd.DataFrame:
 
 def curves(convs: pd.DataFrame, z: float = 1.96) -> pd.DataFrame:
     """The survival table of each model (`survival`) over its conversations whose first answer was
-    right and that hold at least one challenge; a column `model` first."""
+    right and that hold at least one challenge, with the unclear answers and the worst case at each
+    challenge (`worst_case`, on the table's challenges); a column `model` first."""
     parts = []
     for model, group in convs[(convs["first"] == RIGHT) & (convs["challenges"] > 0)].groupby("model"):
         fates = list(zip(group["fate"], group["fate_challenge"].astype(int), strict=True))
-        parts.append(survival(fates, z).assign(model=model))
+        table = survival(fates, z).merge(worst_case(fates), on="challenge", how="left")
+        parts.append(table.assign(model=model))
+    columns = ["model", *CURVE_COLUMNS, *WORST_CASE_COLUMNS]
     if not parts:
-        return pd.DataFrame(columns=["model", *CURVE_COLUMNS])
-    table = pd.concat(parts, ignore_index=True)
-    return table[["model", *CURVE_COLUMNS]]
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 def first_flips(convs: pd.DataFrame) -> pd.DataFrame:

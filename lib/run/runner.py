@@ -170,14 +170,14 @@ class Job:
     turn: int = 1  # the first request's turn: later when the turns before it are stored (next_turn)
     parent: str | None = None  # the stored turn before it (turn > 1)
 
-    def requests(self, challenges: int) -> int:
-        """How many requests it may take, at most, in a conversation of `challenges` challenges: from
-        its turn to the last (2 * challenges, or the final letter after it), the turns of final letters
-        (odd, after 1) only for multiple choice."""
+    def turns(self, challenges: int) -> list[int]:
+        """The turns it may send, at most, in a conversation of `challenges` challenges: from its turn
+        to the last (2 * challenges, or the final letter after it), the turns of final letters (odd,
+        after 1) only for multiple choice."""
         if not self.challenge:
-            return 1
+            return [self.turn]
         last = 2 * challenges + (1 if self.letters else 0)
-        return sum(1 for t in range(self.turn, last + 1) if t == 1 or t % 2 == 0 or self.letters)
+        return [t for t in range(self.turn, last + 1) if t == 1 or t % 2 == 0 or self.letters]
 
 
 @dataclass
@@ -320,15 +320,31 @@ def _unsent_turn(job: Job, stored: dict[str, str], spec: RunSpec) -> Job | None:
             return Job(job.probe_id, tuple(messages), job.sample, key, True, job.letters, turn, parent)
 
 
+def _tokens(messages: list[Message] | tuple[Message, ...]) -> int:
+    """About four characters a token: enough for an estimate shown before a run."""
+    return len(messages_json(messages)) // 4
+
+
+# What one turn of an "are you sure?" conversation adds to the next turn's prompt, besides the reply:
+# the challenge, or the request for the final letter and its prefill. Both are counted, for a bound.
+_TURN_MESSAGES = (
+    user(framings.ARE_YOU_SURE_CHALLENGE),
+    user(framings.FINAL_ANSWER_REQUEST),
+    assistant(MC_PREFILL),
+)
+
+
 def _estimate(spec: RunSpec, jobs: list[Job]) -> float | None:
+    """An upper bound of the cost of sending `jobs`: every reply takes all of max_tokens, and each
+    request of a conversation resends the whole conversation before it, so turn t's prompt is the
+    job's first prompt and, for each turn between, a reply and _TURN_MESSAGES."""
     if not jobs:
         return 0.0
-    # About four characters a token: enough for an estimate shown before a run.
-    prompt_tokens = sum(len(messages_json(j.messages)) // 4 for j in jobs) // len(jobs)
-    requests = sum(j.requests(spec.challenges) for j in jobs)
-    return prices.estimate(
-        spec.model, requests, prompt_tokens, spec.max_tokens, spec.base_url, batch=spec.batch
-    )
+    grows = spec.max_tokens + _tokens(_TURN_MESSAGES)
+    sent = [(j, t) for j in jobs for t in j.turns(spec.challenges)]
+    prompt = sum(_tokens(j.messages) + (t - j.turn) * grows for j, t in sent)
+    each = -(-prompt // len(sent))  # the mean prompt, rounded up: still a bound
+    return prices.estimate(spec.model, len(sent), each, spec.max_tokens, spec.base_url, batch=spec.batch)
 
 
 # -- "are you sure?" ----------------------------------------------------------------------------

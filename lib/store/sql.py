@@ -497,6 +497,13 @@ def grades_of(n: int) -> str:
     ORDER BY transcript_id, grader"""
 
 
+# An answer has a baseline to flip from when it is framed, and, after "are you sure?", only on the
+# paper's turns (2 and 3): the later challenges of `run --turns K` are the survival chart's.
+def _compared(answer: str) -> str:
+    return f"""NOT list_contains($baselines::VARCHAR[], {answer}.framing_id)
+        AND ({answer}.framing_id <> 'are_you_sure' OR {answer}.turn <= 3)"""
+
+
 # Answers under the filters, each with its grade and, for a framed answer, its baseline's grade
 # (the baseline answer with the same pair_key).
 _BROWSE = f"""WITH a AS (SELECT * FROM answers a WHERE ($model IS NULL OR a.model = $model)
@@ -510,7 +517,7 @@ _BROWSE = f"""WITH a AS (SELECT * FROM answers a WHERE ($model IS NULL OR a.mode
     FROM a JOIN items i USING (item_id) LEFT JOIN g USING (transcript_id)
     LEFT JOIN (SELECT a.pair_key, g.correct FROM a LEFT JOIN g USING (transcript_id)
                WHERE list_contains($baselines::VARCHAR[], a.framing_id)) b
-        ON NOT list_contains($baselines::VARCHAR[], a.framing_id) AND b.pair_key = a.pair_key
+        ON {_compared("a")} AND b.pair_key = a.pair_key
     WHERE ($framing_id IS NULL OR a.framing_id = $framing_id)
         AND ($search IS NULL OR contains(lower(a.response), lower($search))
              OR contains(lower(a.text), lower($search))))
@@ -544,7 +551,7 @@ BROWSE_PAGE_UNGRADED = f"""WITH page AS (
         SELECT b.transcript_id, b.item_id, b.model, b.pair_key FROM answers b
         WHERE b.item_id IN (SELECT item_id FROM page) AND ($model IS NULL OR b.model = $model)
             AND list_contains($baselines::VARCHAR[], b.framing_id)) b
-    ON NOT list_contains($baselines::VARCHAR[], p.framing_id)
+    ON {_compared("p")}
         -- item and model are in the key already: said again, they let DuckDB narrow the scan of
         -- baseline answers to the page's (30 rows read instead of 450,000 at a million answers)
         AND b.item_id = p.item_id AND b.model = p.model AND b.pair_key = p.pair_key
@@ -839,7 +846,8 @@ LADDER_COUNTS = f"""WITH asked AS (
 # ---------------------------------------------------------------------------------------------
 # Best-of-N against a preference model (lib.measure.bestofn). A score is a row of judgements with
 # raw.test = 'bestofn' naming the transcript it scores (raw.transcript_id), its scorer (judge_model),
-# mode, scorer version and the test's version; the verdict is the score as text.
+# mode, scorer version and the test's version; the verdict is the score as text, or 'unscorable' for a
+# sample the scorer refused (raw.unscorable says why), which TRY_CAST reads as no score.
 _BEST_OF_N_SCORE = """json_extract_string(j.raw, '$.test') = 'bestofn'
         AND json_extract_string(j.raw, '$.test_version') = $version"""
 # A policy's first-turn samples 0 .. $max_n - 1 at its sampling parameters, of the chosen sets, tasks
@@ -904,19 +912,23 @@ INSERT_SETTING = "INSERT INTO meta VALUES (?, ?)"
 
 # ---------------------------------------------------------------------------------------------
 # What predicts human preference (lib.measure.features): the judge's feature labels of human
-# comparisons, kept in judgements with what each is about in raw. Parameters: the test's name, then
-# its version. The newest verdict of each judge, pair, feature and order: one whose prompt wording
-# changed within a version keeps only its latest.
+# comparisons, each a record row in judgements with what it is about in raw (file, pair, feature,
+# order, and the id of the verdict, a row of the judge's cache, which several records may share).
+# Parameters: the test's name, then its version. The newest record of each judge, file, pair, feature
+# and order: one whose prompt wording changed within a version keeps only its latest.
 FEATURE_VERDICTS = """SELECT judge_model AS judge, json_extract_string(raw, '$.version') AS version,
         json_extract_string(raw, '$.source') AS source, json_extract_string(raw, '$.pair') AS pair,
         json_extract_string(raw, '$.feature') AS feature, json_extract_string(raw, '$.order') AS "order",
         verdict
     FROM judgements
     WHERE json_extract_string(raw, '$.test') = ? AND json_extract_string(raw, '$.test_version') = ?
-    QUALIFY row_number() OVER (PARTITION BY judge_model, json_extract_string(raw, '$.pair'),
-        json_extract_string(raw, '$.feature'), json_extract_string(raw, '$.order')
-        ORDER BY created_at DESC, judgement_id) = 1
+    QUALIFY row_number() OVER (PARTITION BY judge_model, json_extract_string(raw, '$.source'),
+        json_extract_string(raw, '$.pair'), json_extract_string(raw, '$.feature'),
+        json_extract_string(raw, '$.order') ORDER BY created_at DESC, judgement_id) = 1
     ORDER BY judge, source, pair, "order", feature"""
+# The judge's version stored with each of some verdicts (the parameter: their ids), for their records.
+FEATURE_VERDICT_VERSIONS = """SELECT judgement_id, json_extract_string(raw, '$.version') FROM judgements
+    WHERE judgement_id IN (SELECT unnest(?::VARCHAR[]))"""
 # A cheap fingerprint of the stored labels (the parameter: the test's name), for the page's cache.
 FEATURE_STATE = """SELECT count(*), max(created_at)::VARCHAR FROM judgements
     WHERE json_extract_string(raw, '$.test') = ?"""
