@@ -909,6 +909,9 @@ FILL_COVERAGE = """SELECT p.set_id, p.framing_id, count(DISTINCT p.item_id) AS i
 GET_SETTING = "SELECT value FROM meta WHERE key = ?"
 DELETE_SETTING = "DELETE FROM meta WHERE key = ?"
 INSERT_SETTING = "INSERT INTO meta VALUES (?, ?)"
+# DuckLake keeps no key: the setting goes in only if no other writer's row is there (after DELETE_SETTING).
+LAKE[INSERT_SETTING] = """INSERT INTO meta SELECT $1, $2
+    WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = $1)"""
 
 # ---------------------------------------------------------------------------------------------
 # What predicts human preference (lib.measure.features): the judge's feature labels of human
