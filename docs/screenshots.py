@@ -4,7 +4,9 @@
 
 writes transcripts.png (a flipped answer opened beside its neutral one) and overview.png (the cards
 and the accuracy-drop chart), img/ladder.png (the Pressure page: the pressure ladder of
-bundled:smollm2) and img/deck.png (the Deck page presenting its second slide); `--only ladder` takes
+bundled:smollm2), img/deck.png (the Deck page presenting its second slide) and why-preferences.png
+(the Why page's misconceptions part, bundled:smollm2 scoring by log-probability, after
+`python -m lib prefer --judge bundled:smollm2 --mode logprob`); `--only ladder` takes
 that one alone. transcripts and overview need answers of the built-in facts set with at least one
 flip, e.g. `python -m lib ingest builtin/facts-answer` then
 `python -m lib run --model bundled:smollm2 --set builtin/facts-answer --limit 8 --max-tokens 48`;
@@ -101,7 +103,15 @@ def deck(page: Page, url: str, out: Path) -> Path:
     return _write(shot, out / "img" / "deck.png")
 
 
-TAKES = {"transcripts": transcripts, "overview": overview, "ladder": ladder, "deck": deck}
+def why(page: Page, url: str, out: Path) -> Path:
+    browser.open_url(
+        page, f"{url}/why?why_part=misconceptions&pref_judge=bundled:smollm2&pref_mode=logprob", "Why"
+    )
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(1)  # none: no logprob test stored
+    return _save(page, out / "why-preferences.png", page.get_by_test_id("stDataFrame").last)
+
+
+TAKES = {"transcripts": transcripts, "overview": overview, "ladder": ladder, "deck": deck, "why": why}
 
 
 def main() -> None:
