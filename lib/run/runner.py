@@ -853,6 +853,8 @@ def _execute(
                 writer.transcript(transcript(key, job, run_id, spec, turn, parent, messages, reply))
                 if following is None:
                     return True
+                if stop.is_set():  # a cancel waits for no further turn; a later run sends what is missing
+                    return False
                 parent, (turn, messages) = key, following
                 key = transcript_key(spec.model, spec.base_url, messages, spec.params, job.sample)
         finally:
