@@ -141,3 +141,18 @@ def test_a_read_only_store_refuses_writes_and_is_not_made(tmp_path, monkeypatch)
         "made.duckdb.gate",
         "made.duckdb.lock",
     ]
+
+
+def test_a_read_only_store_leaves_the_lock_files_beside_it_alone(tmp_path):
+    """A run's lock file beside a store opened read-only is not removed, though its run is over (a
+    store on a stick: its folder is the speaker's, not the dashboard's)."""
+    from lib.run import runner
+
+    path = tmp_path / "talk.duckdb"
+    Store(path).scalar(sql.COUNT["runs"])  # made, with its schema
+    stale = Path(f"{path}.run-0123456789ab.lock")
+    stale.write_text("")
+    assert runner.mark_interrupted(Store(path, read_only=True)) == []
+    assert stale.exists()
+    runner.mark_interrupted(Store(path))  # written by its owner: the free lock of no open run goes
+    assert not stale.exists()

@@ -1015,6 +1015,8 @@ def mark_interrupted(store: Store) -> list[str]:
     written only when there is one to mark. A run stored before lock files is judged by its process:
     one of another machine is left alone, its process cannot be seen from here. Running it again
     sends only what is missing."""
+    if store.read_only:  # nothing is written to a read-only store or beside it, lock files included
+        return []
     host = socket.gethostname()
     open_runs = store.query(sql.OPEN_RUNS)
     taken: dict[str, int] = {}  # run id -> its lock, taken: the run's process is gone

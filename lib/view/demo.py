@@ -25,7 +25,8 @@ def spec(items: int, seed: int = 0, base: runner.RunSpec = firstrun.SEED) -> run
     """The demo's run: the seed's (`base`), with `items` items of each set drawn by sample seed `seed`."""
     if items < 1:
         raise ValueError(f"--items {items}: needs at least 1 item of each set")
-    return replace(base, limit=items, seed=seed, kind=KIND)
+    # One request at a time: the server's prompt cache makes a reply depend on the one before it.
+    return replace(base, limit=items, seed=seed, kind=KIND, concurrency=1)
 
 
 def make(
