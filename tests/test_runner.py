@@ -207,6 +207,17 @@ def test_cancel_stops_a_background_run(store, vendor):
     assert store.scalar(sql.COUNT["transcripts"]) < 40
 
 
+def test_a_run_cancelled_before_it_begins_sends_nothing(store, vendor):
+    """A fill step that gives way to a user's run between being recorded and being sent."""
+    vendor.script(*[Ok(f"answer {n}") for n in range(8)])
+    the_plan = runner.plan(store, vendor_spec(vendor, limit=2))
+    run_id = runner.create_run(store, the_plan)
+    runner.cancel(store, run_id)
+    runner.execute(store, run_id, the_plan)
+    assert vendor.requests == [] and store.scalar(sql.COUNT["transcripts"]) == 0
+    assert store.scalar(sql.RUN_STATUS, [run_id]) == "cancelled"
+
+
 def test_a_background_run_grades_its_answers(store, vendor):
     run_id = runner.start_background(store, vendor_spec(vendor, limit=2), grading.grade_run)
     runner._background[run_id].join(timeout=60)

@@ -817,9 +817,12 @@ def _execute(
     writer.finish("running", None)
     stop = threading.Event()
     status, message = "done", None
+    if writer.cancel_requested:  # cancelled before it began (a fill step giving way): nothing is sent
+        stop.set()
+        status, message = "cancelled", "cancelled by the user"
     try:
         # An all-cached run sends nothing, so it needs no provider (nor a key, nor a server).
-        if provider is None and the_plan.jobs:
+        if provider is None and the_plan.jobs and not stop.is_set():
             provider = make_provider(spec.model, spec.base_url, spec.timeout, server=spec.server)
     except (ProviderError, ValueError) as e:  # no key, or a malformed model spec
         writer.finish("failed", f"{spec.model}: {e}")
@@ -877,7 +880,7 @@ def _execute(
         except StoreBusy:
             return False  # asked again soon, or read with the next write
 
-    if spec.batch and the_plan.jobs:
+    if spec.batch and the_plan.jobs and not stop.is_set():
         from lib.run import batch_runs  # built on this module: imported when a batch is sent
 
         try:
