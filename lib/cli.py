@@ -319,6 +319,8 @@ def run(args: argparse.Namespace) -> int:
         f"run {run_id}: {status}; {progress.done:,} sent, {progress.failed:,} failed, "
         f"${progress.cost_usd:.4f}"
     )
+    if status != "done":  # why it stopped: what the run's row says
+        print(f"run {run_id}: {store.scalar(sql.RUN_MESSAGE, [run_id])}")
     grading.grade_pending(store, args.judge)
     _print_accuracy(store, args.judge, spec.model)
     if spec.challenges > 1:

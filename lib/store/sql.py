@@ -202,6 +202,7 @@ FINISH_RUN = "UPDATE runs SET updated_at = now(), status = ?, message = ? WHERE 
 CANCEL_REQUESTED = "SELECT cancel_requested FROM runs WHERE run_id = ?"
 REQUEST_CANCEL = "UPDATE runs SET cancel_requested = true WHERE run_id = ?"
 RUN_STATUS = "SELECT status FROM runs WHERE run_id = ?"
+RUN_MESSAGE = "SELECT message FROM runs WHERE run_id = ?"
 LIST_RUNS = "SELECT * FROM runs ORDER BY created_at DESC LIMIT ?"
 # Runs not yet ended, with the process that runs them: its pid, and in the plan its machine and start
 # time (lib.run.runner.mark_interrupted; runs stored before these were recorded have neither).
