@@ -734,6 +734,7 @@ SURVIVAL_TURNS = f"""WITH a AS (SELECT transcript_id, model, set_id, item_id, sa
     FROM a LEFT JOIN g USING (transcript_id)
     ORDER BY a.model, a.set_id, a.item_id, a.sample, a.pair_key, a.turn"""
 
+
 # ---------------------------------------------------------------------------------------------
 # The deck (lib.view.deck): flips pinned for a talk. A pair is a framed answer and the baseline answer
 # with its pair_key; "are you sure?" pairs are turn 2 (the reply to the challenge) and turn 1. Each side

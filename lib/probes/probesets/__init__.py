@@ -147,7 +147,7 @@ _ALL = (
         "Pressure ladder on facts",
         "builtin",
         "The fact tables' questions asked neutrally, then under six rungs of rising pressure toward the "
-        "wrong answer: a doubt, \"are you sure?\", a confident wrong claim, a professor's authority, a "
+        'wrong answer: a doubt, "are you sure?", a confident wrong claim, a professor\'s authority, a '
         "cited source and a personal stake (data/reference/facts/; the rungs in lib/probes/framings.py).",
         read_ladder,
     ),
