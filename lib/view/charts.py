@@ -190,19 +190,19 @@ def preference_shares(
             n = int(decided.get((a, b), 0))
             side = -1 if a == next(iter(AGAINST_LABELS)) else 1  # the first kind's bar is the left one
             label = f"{v:.0%} reported (Claude 2 PM)"  # short: which bar it faces is in the hover
-            if n < too_few:
-                label += f"; too few items to compare (n = {n})"
+            warning = f"too few items to compare (n = {n})" if n < too_few else ""
             centre = bands.index(plain(b))  # the band's centre: its bar spans centre to centre + side * bar
             colour = "#AAAAAA" if n < too_few else PAPER_COLOUR
             x = centre + side * (bar + 0.08)  # just outside the bar, in the gap between bands
-            points.append(dict(centre=centre, side=side, x=x, y=v * 100, label=label, colour=colour,
-                               statement=f"{s} ({w})", against=AGAINST_LABELS[a], band=b))  # fmt: skip
+            points.append(dict(centre=centre, side=side, x=x, y=v * 100, label=label, warning=warning,
+                               colour=colour, statement=f"{s} ({w})", against=AGAINST_LABELS[a],
+                               band=b))  # fmt: skip
         fig.add_scatter(
             name="as reported (Claude 2 PM)", x=[p["x"] for p in points], y=[p["y"] for p in points],
             xaxis="x2", mode="markers",
             marker=dict(symbol="star-open", size=15, color=[p["colour"] for p in points], line=dict(width=2)),
-            hovertext=[f"{plain(p['label'])}, {plain(p['against'])}, {plain(p['band'])}: "
-                       f"{plain(p['statement'])}, {paper.CAVEAT}" for p in points],
+            hovertext=[f"{plain(p['label'])} {plain(p['warning'])}, {plain(p['against'])}, "
+                       f"{plain(p['band'])}: {plain(p['statement'])}, {paper.CAVEAT}" for p in points],
             hoverinfo="text",
         )  # fmt: skip
         for p in points:
@@ -212,7 +212,8 @@ def preference_shares(
                 line=dict(color=p["colour"], width=2, dash="dash"),
             )  # fmt: skip
             fig.add_annotation(
-                x=p["x"], y=p["y"], xref="x2", text="<br>".join(textwrap.wrap(plain(p["label"]), 16)),
+                x=p["x"], y=p["y"], xref="x2",
+                text="<br>".join(plain(t) for t in [*textwrap.wrap(p["label"], 16), p["warning"]] if t),
                 showarrow=True, arrowhead=0, ax=55 * p["side"], ay=30 if p["y"] > 70 else -30,
                 bgcolor="rgba(255,255,255,0.9)", bordercolor=p["colour"],
                 font=dict(color=p["colour"], size=11),
