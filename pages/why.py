@@ -8,10 +8,11 @@ import json
 
 import streamlit as st
 
-from lib.measure import features, paper, preference
-from lib.probes import misconceptions, preferences_hh
+from lib.measure import bestofn, features, paper, preference
+from lib.probes import misconceptions, preferences_hh, probesets
 from lib.probes.probesets import ProbeSetError
 from lib.run.providers import BundledServerError, ProviderError
+from lib.run.runner import RunStopped
 from lib.view import charts
 from pages.parts import frame, reads, show, url
 
@@ -205,9 +206,6 @@ def sampling_label(params: str, base_url: object) -> str:
 def run_best_of_n_on_bundled() -> None:
     """The operator's button: best-of-N of the bundled model scored by its own log-probabilities, on
     a few items of the built-in facts, inline, cached like the CLI's."""
-    from lib.measure import bestofn  # here: the imports above are shared by every part
-    from lib.probes import probesets
-    from lib.run.runner import RunStopped
 
     if not frame.operator("Running best-of-N"):
         return
@@ -244,7 +242,6 @@ def run_best_of_n_on_bundled() -> None:
 
 def best_of_n_part() -> None:
     """Fig. 6: sycophancy of the reply a preference model picks from N samples, against N."""
-    from lib.measure import bestofn  # here: the imports above are shared by every part
 
     st.markdown(
         "Best-of-N is the simplest way to optimise against a preference model: sample N replies and keep "
