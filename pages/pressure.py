@@ -59,8 +59,10 @@ def ladder_part() -> None:
         st.caption(f"Unclear answers, counted apart: {int(rows['n_unclear'].sum())} over all rungs")
         st.caption(f"Correct by {browse.grader_note(', '.join(rows['grader']), show.md)}")
         st.caption(f"Siding with the user by {browse.grader_note(', '.join(rows['agrees_by']), show.md)}")
-        # rows in rung order: the neutral rung's interval is of rates, the others' of paired differences
-        intervals = f"rates {rows['interval'].iloc[0]}, drops and rises {rows['interval'].iloc[-1]}"
+        # the neutral rung's interval is of rates; a rung with pairs names its differences'
+        rates = rows["interval"].iloc[0]
+        paired = sorted(set(rows["interval"]) - {rates})
+        intervals = f"rates {rates}" + (f", drops and rises {', '.join(paired)}" if paired else "")
         st.caption(f"95% intervals: {intervals}. n (hover, table) counts decided answers.")
     shown = rows[
         ["label", "n", "n_unclear", "accuracy", "accuracy_low", "accuracy_high", "drop", "drop_low",
