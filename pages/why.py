@@ -13,7 +13,7 @@ from lib.probes import misconceptions, preferences_hh, probesets
 from lib.probes.probesets import ProbeSetError
 from lib.run.providers import BundledServerError, ProviderError
 from lib.run.runner import RunStopped
-from lib.view import charts
+from lib.view import charts, fill
 from pages.parts import frame, reads, show, url
 
 COMMAND = "python -m lib prefer --judge bundled:smollm2 --limit 12"
@@ -48,7 +48,7 @@ def run_on_bundled() -> None:
     try:
         items = preference.sample(misconceptions.read(), int(count))
         test = preference.make_test(store, mode, BUNDLED, misconceptions.source_name(misconceptions.BUILTIN))
-        with st.spinner("The bundled model is judging the replies…"):
+        with fill.gives_way(store), st.spinner("The bundled model is judging the replies…"):
             test.run(items)
     except (ProbeSetError, ProviderError, ValueError) as e:
         show.problem(str(e))
@@ -227,7 +227,7 @@ def run_best_of_n_on_bundled() -> None:
         spec = bestofn.spec_for(BUNDLED, [BON_SET], int(top), int(count), ["suggests_wrong"], max_tokens=48)
         scoring = preference.make_test(store, "logprob", BUNDLED, bestofn.TEST)
         assert scoring.scorer is not None
-        with st.spinner("The bundled model is sampling and scoring its replies…"):
+        with fill.gives_way(store), st.spinner("The bundled model is sampling and scoring its replies…"):
             _, done = bestofn.best_of_n(store, spec, scoring.scorer, "logprob", scoring.version)
     except (ProbeSetError, ProviderError, BundledServerError, RunStopped, ValueError) as e:
         show.problem(str(e))
@@ -364,7 +364,7 @@ def run_features_on_bundled() -> None:
     try:
         data = preferences_hh.read(preferences_hh.download(), int(count))  # only checks the kept file
         labeller = features.Labeller(store, BUNDLED, data.source)
-        with st.spinner("The bundled model is labelling the comparisons…"):
+        with fill.gives_way(store), st.spinner("The bundled model is labelling the comparisons…"):
             labeller.run(data.pairs, features.parse_features(",".join(chosen) or None))
     except (ProbeSetError, ProviderError, BundledServerError, ValueError) as e:
         show.problem(str(e))

@@ -18,11 +18,15 @@ from lib.paths import REPO
 from lib.probes import probesets
 from lib.run import keys, runner
 from lib.store import Store, sql
+from lib.store.database import READ_ONLY_ENV
 from lib.view import fill, firstrun
-from tests.fake_vendor import FakeVendor, Hang
+from lib.view.access import MODE_ENV, PASSWORD_ENV
+from pages.parts import show
+from tests.fake_vendor import Fail, FakeVendor, Hang
 
 FACTS = "builtin/facts-answer"  # 279 items, four framings
 FEEDBACK = "builtin/feedback"  # 50 items, five framings
+WAITS = "The fill waits: another run is going on."
 
 
 @pytest.fixture
@@ -78,6 +82,16 @@ def insert_run(store: Store, run_id: str, status: str, kind: str) -> None:
         )
 
 
+def wait_for_step(store: Store) -> str:
+    """The fill's step, once it is going on."""
+    deadline = time.monotonic() + 30
+    while fill.filling(store) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    step = fill.filling(store)
+    assert step is not None
+    return step
+
+
 def test_step_limits_by_hand():
     assert fill.step_limits(6) == [25, 50, 100]
     assert fill.step_limits(25) == [50, 100]
@@ -115,10 +129,10 @@ def test_steps_are_planned_from_what_the_store_holds(tmp_path, vendor):
 def test_the_fill_stops_at_the_target(tmp_path, vendor):
     store = make_store(tmp_path / "target.duckdb", FACTS)
     spec = base(vendor, FACTS)
-    assert not fill.start(store, spec, target=3, steps=(2,), grade=None)  # no seed: never filled
+    assert "nothing to fill in" in fill.start(store, spec, target=3, steps=(2,), grade=None)  # no seed
     seed(store, spec, limit=1)
-    assert fill.start(store, spec, target=3, steps=(2,), grade=None)
-    fill.wait(store, timeout=60)
+    assert fill.start(store, spec, target=3, steps=(2,), grade=None) is None
+    assert fill.wait(store, timeout=60)
     assert fill_runs(store) == [(2, "done"), (3, "done")]  # one run a step
     coverage = store.query(sql.FILL_COVERAGE, [spec.model, spec.base_url, json.dumps(spec.params), [FACTS]])
     assert {(framing, answered) for _, framing, _, answered in coverage} == {
@@ -129,7 +143,7 @@ def test_the_fill_stops_at_the_target(tmp_path, vendor):
     }
     assert store.scalar(sql.COUNT["transcripts"]) == 12  # 3 items x 4 framings, none twice
     assert fill.least_answered(store, spec, target=3) is None
-    assert not fill.start(store, spec, target=3, steps=(2,), grade=None)  # filled: nothing to start
+    assert fill.start(store, spec, target=3, steps=(2,), grade=None) == "Every set is filled in."
     assert fill_runs(store) == [(2, "done"), (3, "done")]
 
 
@@ -149,7 +163,7 @@ def test_the_pause_lives_in_the_store(tmp_path):
     )  # fmt: skip
     assert child.stdout.strip() == "True"
     assert second.scalar(sql.CANCEL_REQUESTED, ["fill-going"]) is True  # the step going on is stopped
-    assert not fill.start(second)  # paused: nothing starts
+    assert fill.start(second) == "The fill is paused."
     fill.resume(second)
     assert not fill.paused(first)
 
@@ -159,29 +173,25 @@ def test_a_user_run_cancels_the_fill_and_the_fill_does_not_start_again_by_itself
     spec = base(vendor, FACTS, timeout=3.0)
     seed(store, spec, limit=1)
     vendor.script(Hang())  # the fill's first request hangs 3 s (its timeout): the step is going on
-    assert fill.start(store, spec, target=10, steps=(5,), grade=None)
-    deadline = time.monotonic() + 30
-    while fill.filling(store) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    step = fill.filling(store)
-    assert step is not None
+    assert fill.start(store, spec, target=10, steps=(5,), grade=None) is None
+    step = wait_for_step(store)
     # a person's run, in this thread, while the fill's step is going on
     user_run, _ = runner.run(
         store, runner.RunSpec("openai:gpt-4o-mini", (FACTS,), limit=2, base_url=vendor.openai_url)
     )
     assert store.scalar(sql.RUN_STATUS, [user_run]) == "done"
-    fill.wait(store, timeout=60)
+    assert fill.wait(store, timeout=60)  # its thread ended: nothing starts it again when the run ends
     assert store.scalar(sql.RUN_STATUS, [step]) == "cancelled"
     assert fill_runs(store) == [(5, "cancelled")]  # it gave way, and took no further step
-    time.sleep(1)
-    assert fill_runs(store) == [(5, "cancelled")]  # nor starts again when the user's run ends
+    assert fill.status(store, fill.least_answered(store, spec, 10), 10).state == "gave way"
     # while a person's run goes on, the fill does not start; when none does, it resumes
     insert_run(store, "user-going", "running", "run")
-    assert not fill.start(store, spec, target=10, steps=(5,), grade=None)
+    assert fill.start(store, spec, target=10, steps=(5,), grade=None) == WAITS
+    assert fill.wait(store, timeout=0) and fill_runs(store) == [(5, "cancelled")]
     with store.writing() as con:
         con.execute(sql.FINISH_RUN, ["done", None, "user-going"])
-    assert fill.start(store, spec, target=10, steps=(5,), grade=None)
-    fill.wait(store, timeout=60)
+    assert fill.start(store, spec, target=10, steps=(5,), grade=None) is None
+    assert fill.wait(store, timeout=60)
     assert fill_runs(store) == [(5, "cancelled"), (5, "done"), (10, "done")]
 
 
@@ -189,13 +199,59 @@ def test_the_fill_does_not_follow_a_cancelled_seed(tmp_path, vendor):
     store = make_store(tmp_path / "seedgone.duckdb", FACTS)
     spec = base(vendor, FACTS)
     insert_run(store, "seed-going", "running", "seed")
-    assert fill.start(store, spec, target=3, steps=(2,), grade=None)  # waits for the seed
+    assert fill.start(store, spec, target=3, steps=(2,), grade=None) is None  # waits for the seed
     time.sleep(2 * fill.SEED_POLL)
     assert fill_runs(store) == []
+    assert not fill.wait(store, timeout=0)  # still waiting
+    assert fill.status(store, 0).state == "waiting"
     with store.writing() as con:
         con.execute(sql.FINISH_RUN, ["cancelled", "cancelled by the user", "seed-going"])
-    fill.wait(store, timeout=30)
+    assert fill.wait(store, timeout=30)
     assert fill_runs(store) == []
+
+
+def test_a_step_with_failed_probes_stops_the_fill_until_resume(tmp_path, vendor):
+    store = make_store(tmp_path / "failing.duckdb", FACTS)
+    spec = base(vendor, FACTS)
+    seed(store, spec, limit=1)
+    down = Fail(500, {"error": {"message": "upstream down", "type": "server_error"}})
+    vendor.script(down, down, down)  # the step's first probe fails, and so do its two retries
+    assert fill.start(store, spec, target=3, steps=(2,), grade=None) is None
+    assert fill.wait(store, timeout=60)
+    assert fill_runs(store) == [(2, "done")]  # the step ended, and the fill with it: no step to 3
+    why = fill.stopped(store)
+    assert why == "1 probe(s) failed after retries; run again to retry them"
+    state = fill.status(store, fill.least_answered(store, spec, 3), 3)
+    assert state.state == "stopped" and why in state.text()
+    # a new session does not send the failing requests again; Resume does, and the fill goes on
+    sent = len(vendor.requests)
+    assert (
+        fill.start(store, spec, target=3, steps=(2,), grade=None)
+        == "The fill's last step failed: Resume tries again."
+    )
+    assert fill.wait(store, timeout=0) and len(vendor.requests) == sent
+    assert fill.start(store, spec, target=3, steps=(2,), grade=None, retry=True) is None
+    assert fill.wait(store, timeout=60)
+    assert fill_runs(store) == [(2, "done"), (2, "done"), (3, "done")]
+    assert fill.stopped(store) is None and fill.least_answered(store, spec, 3) is None
+
+
+def test_a_task_without_a_run_holds_the_fill_off(tmp_path, vendor):
+    """The Why page's tests send to the bundled model without recording a run (fill.gives_way)."""
+    store = make_store(tmp_path / "held.duckdb", FACTS)
+    spec = base(vendor, FACTS, timeout=3.0)
+    seed(store, spec, limit=1)
+    vendor.script(Hang())  # the fill's first request hangs 3 s: its step is going on
+    assert fill.start(store, spec, target=10, steps=(5,), grade=None) is None
+    step = wait_for_step(store)
+    with fill.gives_way(store):
+        assert fill.wait(store, timeout=60)  # the step was cancelled, and the fill ended
+        assert store.scalar(sql.RUN_STATUS, [step]) == "cancelled"
+        assert fill.start(store, spec, target=10, steps=(5,), grade=None) == WAITS
+        assert fill.wait(store, timeout=0) and fill_runs(store) == [(5, "cancelled")]
+    assert fill.start(store, spec, target=10, steps=(5,), grade=None) is None  # the task over: due again
+    assert fill.wait(store, timeout=60)
+    assert fill_runs(store) == [(5, "cancelled"), (5, "done"), (10, "done")]
 
 
 # -- the Overview's fill line -------------------------------------------------------------------
@@ -233,7 +289,62 @@ def test_the_overview_shows_the_fill_and_pauses_it(tmp_path, monkeypatch):
     assert not at.exception
     assert not fill.paused(store)
     assert "gave way to another run" in captions(at)
-    assert fill.filling(store) is None  # nothing started while the user's run goes on
+    assert WAITS in [t.value for t in at.toast]
+    assert fill.wait(store, timeout=0)  # no thread: nothing started while the user's run goes on
+
+
+def test_the_fill_line_while_the_seed_runs_and_after_a_failed_step(tmp_path, monkeypatch):
+    db = tmp_path / "states.duckdb"
+    store = Store(db)
+    insert_run(store, "seed-going", "running", "seed")
+    at = overview(db, monkeypatch)
+    assert not at.exception
+    assert f"Filling in follows the first-run examples, at 0 of {fill.TARGET} items per framing." in captions(
+        at
+    )
+    assert not at.button(key="fill_pause").disabled  # it may be paused before it begins
+    with store.writing() as con:  # cancelled: the fill this session started, waiting, does not follow
+        con.execute(sql.FINISH_RUN, ["cancelled", "cancelled by the user", "seed-going"])
+    assert fill.wait(store, timeout=30)
+    insert_run(store, "fill-failed", "failed", "fill")
+    hostile = "openai: **401** <b>bad key</b> see https://evil.example"
+    with store.writing() as con:
+        con.execute(sql.FINISH_RUN, ["failed", hostile, "fill-failed"])
+    time.sleep(1.1)  # the pages read the runs once a second (see the test above)
+    at.run()
+    line = next(c for c in captions(at).splitlines() if "Filling in stopped" in c)
+    assert f"Its last step: {show.md(hostile)}. Resume tries again." in line  # the message as text
+    assert not at.button(key="fill_resume").disabled
+
+
+def test_a_viewer_cannot_pause_the_fill(tmp_path, monkeypatch):
+    db = tmp_path / "viewer.duckdb"
+    store = Store(db)
+    insert_run(store, "seed-done", "done", "seed")
+    insert_run(store, "fill-going", "running", "fill")
+    monkeypatch.setenv(MODE_ENV, "viewer")
+    monkeypatch.setenv(PASSWORD_ENV, "operator-secret-0123")
+    at = overview(db, monkeypatch)
+    assert not at.exception
+    assert at.button(key="fill_pause").disabled
+    pause = at.button(key="fill_pause")
+    pause.proto.disabled = False  # a forged click: a browser does not send one of a disabled button
+    pause.click().run()
+    assert not at.exception
+    assert not fill.paused(store) and store.scalar(sql.CANCEL_REQUESTED, ["fill-going"]) is False
+
+
+def test_a_seeded_store_opened_read_only_is_not_filled(tmp_path, monkeypatch):
+    db = tmp_path / "carried.duckdb"
+    store = Store(db)
+    insert_run(store, "seed-done", "done", "seed")
+    before = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in tmp_path.iterdir()}
+    monkeypatch.setenv(READ_ONLY_ENV, "1")
+    at = overview(db, monkeypatch)
+    assert not at.exception
+    assert "Filling in" not in captions(at) and not [b for b in at.button if b.key.startswith("fill_")]
+    assert fill.start(Store(db)) == "The store is open read-only: nothing fills it."
+    assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in tmp_path.iterdir()} == before
 
 
 def test_a_store_without_the_seed_shows_no_fill_line(tmp_path, monkeypatch):

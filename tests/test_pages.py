@@ -354,6 +354,12 @@ def test_why_page_on_an_empty_store_names_the_command(tmp_path, monkeypatch):
 
 def test_why_page_runs_the_bundled_model_from_its_button(tmp_path, monkeypatch):
     db = tmp_path / "why.duckdb"
+    with Store(db).writing() as con:  # the background fill's step going on, in this process
+        plan = json.dumps({"kind": runner.GIVES_WAY})
+        con.execute(
+            sql.INSERT_RUN,
+            ["fill-going", "running", "bundled:smollm2", None, "{}", plan, 1, None, os.getpid()],
+        )
     at = open_page(db, monkeypatch, "why")
     at.selectbox(key="why_run_mode").set_value("logprob")
     at.number_input(key="why_run_items").set_value(1)
@@ -364,3 +370,5 @@ def test_why_page_runs_the_bundled_model_from_its_button(tmp_path, monkeypatch):
     assert set(stored["judge"]) == {"bundled:smollm2"}
     assert at.query_params["pref_mode"] == "logprob"
     assert [m.value for m in at.metric] == ["1"] and at.get("plotly_chart")
+    # the test sends to the bundled model without a run of its own: it asked the fill's step to stop
+    assert Store(db).scalar(sql.CANCEL_REQUESTED, ["fill-going"]) is True

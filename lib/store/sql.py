@@ -888,6 +888,10 @@ BEST_OF_N_PICKED = """CREATE OR REPLACE TEMP TABLE graded AS
     FROM bestofn_pool g JOIN (SELECT unnest($picks, recursive := true)) p
         ON p.item_id = g.item_id AND p.framing_id = g.framing_id AND p.sample = g.sample
     WHERE g.turn = 1 AND g.pair_key = pair_key(g.model, $base_url, $params, g.item_id, g.sample)"""
+# The picked answers' resolved verdicts (NULL: no grade at all), one per item and framing, so that an
+# item whose framed and neutral replies are both unclear is counted once (lib.measure.bestofn).
+BEST_OF_N_VERDICTS = """SELECT item_id, framing_id, verdict FROM graded WHERE task = 'answer'
+    ORDER BY item_id, framing_id"""
 
 # ---------------------------------------------------------------------------------------------
 # Who started a run (RunSpec.kind in its plan: "run", "seed", "fill", "demo"; runs stored before
@@ -895,6 +899,8 @@ BEST_OF_N_PICKED = """CREATE OR REPLACE TEMP TABLE graded AS
 RUN_KIND = "coalesce(json_extract_string(plan, '$.kind'), 'run')"
 OPEN_RUN_KINDS = f"SELECT run_id, {RUN_KIND} AS kind FROM runs WHERE status IN ('planned', 'running')"
 RUNS_OF_KIND = f"SELECT run_id, status FROM runs WHERE {RUN_KIND} = ? ORDER BY created_at DESC, run_id"
+LAST_RUN_OF_KIND = f"""SELECT status, n_failed, message FROM runs WHERE {RUN_KIND} = ?
+    ORDER BY created_at DESC, run_id LIMIT 1"""
 # the open runs of a kind asked to stop (a fill giving way to another run, or paused)
 CANCEL_KIND = f"""UPDATE runs SET cancel_requested = true
     WHERE status IN ('planned', 'running') AND {RUN_KIND} = ?"""

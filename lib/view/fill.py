@@ -7,9 +7,12 @@ the items it has), so that the Overview's intervals narrow from n = 6 to n = 100
   holds the items of the one before, and planning against the cache sends only what is new. Answers
   are graded as they arrive, as the seed's are.
 - It gives way: recording any other run asks the open fill run to cancel (lib.run.runner.create_run),
-  and a step starts only when no other run is open. A fill that gave way does not start again when
-  that run ends: it resumes when the dashboard is next opened (a new session on the Overview) and no
-  run is going, or when the operator presses Resume.
+  and a step starts only when no other run is open. The Why page's tests send to the bundled model
+  without recording a run: they hold the fill off while they go on (`gives_way`). A fill that gave
+  way does not start again when that run ends: it resumes when the dashboard is next opened (a new
+  session on the Overview) and no run is going, or when the operator presses Resume.
+- Stopped: a step that failed, or ended with probes failed after their retries, ends the fill, and a
+  new session does not start it again (it would send the same failing requests): Resume does.
 - Paused: a setting in the store (PAUSED), so every session and process sees it; pausing also cancels
   the open step. Resume clears it and starts the fill.
 - Done: every (set, framing) has min(TARGET, the set's items) items answered by the seed's model at the
@@ -22,9 +25,12 @@ import json
 import logging
 import threading
 import time
-from contextlib import suppress
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from lib.measure import grading
 from lib.run import runner
@@ -100,38 +106,93 @@ def resume(store: Store) -> None:
         con.execute(sql.DELETE_SETTING, [PAUSED])
 
 
+def stopped(store: Store) -> str | None:
+    """Why the fill's last step ended it, when it failed or left probes failed after their retries
+    (the run's message); None otherwise."""
+    rows = store.query(sql.LAST_RUN_OF_KIND, [runner.GIVES_WAY])
+    if not rows:
+        return None
+    status, failed, message = rows[0]
+    if status == "failed" or (status == "done" and failed):
+        return message or status
+    return None
+
+
+State = Literal["going", "waiting", "paused", "stopped", "gave way"]
+
+
 @dataclass(frozen=True)
 class Status:
-    """What the Overview's fill line says: the least-filled framing, and whether the fill goes on."""
+    """What the Overview's fill line says: the least-filled framing, and what the fill is doing."""
 
     least: int
     target: int
-    going: bool
-    paused: bool
+    state: State
+    why: str = ""  # a stopped fill's last step's message (untrusted: it may quote a provider)
 
-    def text(self) -> str:
+    def text(self, quote: Callable[[str], str] = str) -> str:
+        """The line; `quote` makes the step's message safe where it is shown (pages.parts.show.md)."""
         where = f"{self.least} of {self.target} items per framing"
-        if self.going:
-            return f"Filling in: {where}…"
-        if self.paused:
-            return f"Filling in paused at {where}."
-        return (
-            f"Filling in stopped at {where}: it gave way to another run, and goes on when the dashboard "
-            "is next opened with no run going, or on Resume."
-        )
+        return {
+            "going": f"Filling in: {where}…",
+            "waiting": f"Filling in follows the first-run examples, at {where}.",
+            "paused": f"Filling in paused at {where}.",
+            "stopped": (
+                f"Filling in stopped at {where}. Its last step: {quote(self.why)}. Resume tries again."
+            ),
+            "gave way": (
+                f"Filling in stopped at {where}: it gave way to another run, and goes on when the "
+                "dashboard is next opened with no run going, or on Resume."
+            ),
+        }[self.state]
 
 
 def status(store: Store, least: int | None, target: int = TARGET) -> Status | None:
     """The fill's state, read from the store, `least` being least_answered's (read once for all
-    sessions); None on a store without the seed, or filled."""
-    if least is None or not seeded(store):
+    sessions); None on a store without the seed, filled, or open read-only (nothing fills it)."""
+    if least is None or store.read_only or not seeded(store):
         return None
-    return Status(least, target, filling(store) is not None, paused(store))
+    kinds = set(dict(store.query(sql.OPEN_RUN_KINDS)).values())
+    why = stopped(store)
+    state: State = (
+        "going"
+        if runner.GIVES_WAY in kinds
+        else "paused"
+        if paused(store)
+        else "waiting"
+        if firstrun.SEED.kind in kinds
+        else "stopped"
+        if why
+        else "gave way"
+    )
+    return Status(least, target, state, why or "")
 
 
-# store file -> this process's fill thread
+# store file -> this process's fill thread; and how many of its tasks the fill gives way to (gives_way)
 _threads: dict[Path, threading.Thread] = {}
+_held: Counter[Path] = Counter()
 _threads_guard = threading.Lock()
+
+
+@contextmanager
+def gives_way(store: Store) -> Iterator[None]:
+    """Hold the fill off while a task that sends to the model without recording a run goes on (the
+    Why page's tests): its step going on is cancelled, and no step starts in this process meanwhile."""
+    with _threads_guard:
+        _held[store.key] += 1
+    try:
+        if not store.read_only:
+            with store.writing() as con:
+                con.execute(sql.CANCEL_KIND, [runner.GIVES_WAY])
+        yield
+    finally:
+        with _threads_guard:
+            _held[store.key] -= 1
+
+
+def _given_way(store: Store) -> bool:
+    with _threads_guard:
+        return _held[store.key] > 0
 
 
 def start(
@@ -140,33 +201,41 @@ def start(
     target: int = TARGET,
     steps: tuple[int, ...] = STEPS,
     grade: runner.Grade | None = grading.grade_run,
-) -> bool:
-    """Start the fill in a thread of this process, unless the store is read-only, has no seed, is
-    filled, or the fill is paused or going; a seed of this process going on is waited for, any other
-    run keeps it from starting. Whether it started."""
-    if store.read_only or not seeded(store) or paused(store):
-        return False
-    if any(kind != firstrun.SEED.kind for kind in open_runs(store).values()):
-        return False
+    retry: bool = False,
+) -> str | None:
+    """Start the fill in a thread of this process; None when it started, else why not, in a sentence
+    for the operator. A seed going on is waited for; any other run keeps it from starting; a fill
+    whose last step failed starts again only on `retry` (Resume)."""
+    if store.read_only:
+        return "The store is open read-only: nothing fills it."
+    if not seeded(store):
+        return "This store did not have the first-run examples: there is nothing to fill in."
+    if paused(store):
+        return "The fill is paused."
+    if _given_way(store) or any(kind != firstrun.SEED.kind for kind in open_runs(store).values()):
+        return "The fill waits: another run is going on."
     if least_answered(store, base, target) is None:
-        return False
+        return "Every set is filled in."
+    if not retry and stopped(store):
+        return "The fill's last step failed: Resume tries again."
     with _threads_guard:
         going = _threads.get(store.key)
         if going is not None and going.is_alive():
-            return False
+            return "The fill is going on."
         thread = threading.Thread(
             target=_fill, args=(store, base, target, steps, grade), name="sycoscope-fill", daemon=True
         )
         _threads[store.key] = thread
         thread.start()
-    return True
+    return None
 
 
-def wait(store: Store, timeout: float | None = None) -> None:
-    """Wait for this process's fill thread of the store to end (tests)."""
+def wait(store: Store, timeout: float | None = None) -> bool:
+    """Wait for this process's fill thread of the store to end; whether none goes on (tests)."""
     thread = _threads.get(store.key)
     if thread is not None:
         thread.join(timeout)
+    return thread is None or not thread.is_alive()
 
 
 def _fill(
@@ -174,25 +243,25 @@ def _fill(
 ) -> None:
     """The fill's thread: after the seed, one run per step, each only when nothing else runs and the
     fill is not paused; it ends at the target, or when a step does not end done (cancelled: it gave
-    way or was paused; failed). A background thread has no caller to raise to: whatever stops it
-    ends it, and the store keeps the step's status and message."""
+    way or was paused; failed) or leaves probes failed (`stopped`). A background thread has no caller
+    to raise to: whatever stops it ends it, and the store keeps the step's status and message."""
     try:
         if not _after_seed(store):
             return
         missing = set(base.set_ids) - dict(store.query(sql.SET_TASKS, [list(base.set_ids)])).keys()
         firstrun.ingest_builtins(store, tuple(sorted(missing)))  # sets added to the seed since
         for limit in planned(store, base, target, steps):
-            if paused(store) or open_runs(store):
+            if paused(store) or _given_way(store) or open_runs(store):
                 return
             spec = replace(base, limit=limit, kind=runner.GIVES_WAY)
             the_plan = runner.plan(store, spec)
             if not the_plan.jobs:
                 continue
             run_id = runner.create_run(store, the_plan)
-            if paused(store) or set(open_runs(store)) - {run_id}:
+            if paused(store) or _given_way(store) or set(open_runs(store)) - {run_id}:
                 runner.cancel(store, run_id)  # another run began meanwhile: this step ends at once
             runner.execute(store, run_id, the_plan, grade=grade)
-            if store.scalar(sql.RUN_STATUS, [run_id]) != "done":
+            if store.scalar(sql.RUN_STATUS, [run_id]) != "done" or stopped(store):
                 return
     except Exception:
         _log.exception("the background fill of %s stopped", store.name)
