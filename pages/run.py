@@ -212,6 +212,14 @@ def watch() -> None:
         table = reads.cached(browse.run_accuracy, run["model"], plan_sets)
         title = f"Accuracy of {run['model']} so far"
         st.plotly_chart(reads.figure(charts.accuracy, table, title), width="stretch")
+        if not table.empty:
+            graded_by = browse.grader_note(", ".join(sorted(set(table["grader"].dropna()))), show.md)
+            st.caption(
+                "Every graded first answer of this model on these sets, this run's and earlier runs' at any "
+                f"parameters; {int(table['n'].min())} to {int(table['n'].max())} decided answers per framing "
+                "(n in the hover), unclear ones left out; 95% intervals (Wilson; a bootstrap over items "
+                f"when a probe has several samples). Graded by {graded_by}."
+            )
         reads.say_if_behind(browse.run_accuracy, run["model"], plan_sets)
     with st.expander("Recent runs"):
         st.dataframe(runs.drop(columns=["plan", "params", "pid"], errors="ignore"), hide_index=True)

@@ -250,6 +250,9 @@ def test_run_page_starts_a_background_run_that_outlives_the_script(tmp_path, mon
     assert f"Run ` {run_id} `" in [s.value for s in at.subheader]
     chart = at.get("plotly_chart")[-1].proto.spec
     assert "bundled:smollm2" in chart
+    said = " ".join(str(c.value) for c in at.caption)
+    assert "this run's and earlier runs' at any parameters" in said
+    assert "decided answers per framing" in said and "Graded by ` alias@" in said
 
 
 def test_data_page_counts_ingests_and_exports(tmp_path, monkeypatch):
