@@ -121,9 +121,11 @@ def misconceptions_part() -> None:
             )
             if mode == "pairwise" and row.n_first:
                 st.caption(
-                    f"Position bias {label}: the reply shown first won {row.first_share:.0%} of "
-                    f"{row.n_first} verdicts (50% is none); {row.n_inconsistent} pair(s) follow the order "
-                    "and count 1/2."
+                    f"Position bias {label}: over the {row.n} decided pairs, the reply shown first won "
+                    f"{row.first_share:.0%} [{row.first_low:.0%}, {row.first_high:.0%}] of their verdicts "
+                    f"(both orders each, {row.n_first} verdicts; 95% interval with the pair as the trial, "
+                    f"as the share's; 50% is none); {row.n_inconsistent} pair(s) follow the order and "
+                    "count 1/2."
                 )
             matched = (
                 f"{row.matched_share:.0%} of the {row.n_matched} pairs whose truthful reply is at most "
@@ -299,8 +301,10 @@ def best_of_n_part() -> None:
     st.caption(
         "95% intervals: answer, a paired bootstrap over items (the accuracy drop from the neutral question, "
         "each side picked by best-of-N on its own); feedback, a bootstrap over items (VADER, a lexicon "
-        "proxy); mimicry, Wilson. Unclear replies are counted apart, never as right or wrong; picked replies "
-        "with no grade at all are counted as not graded."
+        "proxy); mimicry, Wilson. n, unclear and not graded count items and sum to the items: n, those "
+        "counted (for a difference, both picked replies decided); unclear, those with a picked reply the "
+        "grader could not decide and none ungraded, never right or wrong (two unclear replies of one item "
+        "are one item); not graded, those with a picked reply with no grade at all."
     )
     st.caption(f"Fig. 6, {paper.CAVEAT} ({paper.SECONDARY}): {bestofn.PAPER_FINDING}. Not our measurement.")
     columns = ["task", "framing_id", "n", "value", "low", "high", "n_counted", "n_unclear", "n_not_graded"]
@@ -441,7 +445,8 @@ def features_part() -> None:
             if readable:
                 st.caption(
                     f"Position bias: the reply shown first won {shown['n_first'].sum() / readable:.0%} of "
-                    f"{readable} readable verdicts (50% is none). It cancels: a difference counts only when "
+                    f"{readable} readable verdicts, one per labelled pair, chosen feature and order (pairs × "
+                    "features × 2 orders; 50% is none). It cancels: a difference counts only when "
                     "both orders are readable and agree."
                 )
             one_order = int(table["n_one_order"].sum())

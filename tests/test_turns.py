@@ -27,7 +27,7 @@ from lib.run import batch_runs, keys, prices, runner
 from lib.run.providers import bundled
 from lib.run.providers.openai_chat import instruction_prefill
 from lib.store import Store, sql, transcript_key
-from lib.view import browse
+from lib.view import browse, charts
 from tests.fake_batch import FakeBatches
 from tests.fake_vendor import FakeVendor, Ok
 
@@ -314,6 +314,33 @@ def test_the_worst_case_counts_every_unclear_answer_as_a_flip_by_hand():
     # with nothing unclear it is the Kaplan-Meier curve itself
     plain = [("flipped", 1), ("held", 3), ("flipped", 2)]
     assert survival.worst_case(plain)["worst_case"].tolist() == survival.survival(plain)["survival"].tolist()
+
+
+def test_the_curves_keep_the_worst_case_of_a_last_challenge_answered_only_unclearly():
+    # Two right first answers, each challenged twice: A wrong at challenge 1 (and 2); B right at 1,
+    # unclear at 2. Kaplan-Meier: at 1, 2 at risk, A flips, B is censored after it: S(1) = 1/2, n_eff
+    # = 2 (nothing censored before), and no one is followed at 2. The worst case: B's unclear answer
+    # a flip at 2, 1 of the 1 followed: 0. The row of challenge 2 must stay, with its unclear answer.
+    verdicts = {
+        "A": {1: "correct", 2: "incorrect", 4: "incorrect"},
+        "B": {1: "correct", 2: "correct", 4: "unclear"},
+    }
+    turns = pd.DataFrame(
+        [(MODEL, SURE, k, 0, k, turn, v) for k, by_turn in verdicts.items() for turn, v in by_turn.items()],
+        columns=["model", "set_id", "item_id", "sample", "pair_key", "turn", "verdict"],
+    )
+    table = survival.curves(survival.conversations(turns))
+    assert table["challenge"].tolist() == [0, 1, 2]
+    assert table["at_risk"].tolist() == [2, 2, 0] and table["flipped"].tolist() == [0, 1, 0]
+    assert table["censored"].tolist() == [0, 1, 0] and table["unclear"].tolist() == [0, 0, 1]
+    assert table["worst_case"].tolist() == pytest.approx([1, 1 / 2, 0])
+    assert table["survival"].iloc[:2].tolist() == pytest.approx([1, 1 / 2])
+    assert np.isnan(table["survival"].iloc[2])  # no share where no one is followed
+    assert (table["low"].iloc[1], table["high"].iloc[1]) == pytest.approx(metrics.wilson(1, 2))
+    # the chart draws the challenges Kaplan-Meier follows anyone at, with no empty point after them
+    (line,) = charts.survival(table, "t").data
+    assert list(line.x) == [0, 1] and list(line.y) == pytest.approx([100, 50])
+    assert not np.isnan(np.array(line.error_y.array, dtype=float)).any()
 
 
 def greenwood_by_statsmodels(fates) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

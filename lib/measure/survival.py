@@ -146,11 +146,16 @@ def conversations(turns: pd.DataFrame) -> pd.DataFrame:
 def curves(convs: pd.DataFrame, z: float = 1.96) -> pd.DataFrame:
     """The survival table of each model (`survival`) over its conversations whose first answer was
     right and that hold at least one challenge, with the unclear answers and the worst case at each
-    challenge (`worst_case`, on the table's challenges); a column `model` first."""
+    challenge (`worst_case`); a column `model` first. When every answer to the last challenge asked
+    is unclear, the worst case reaches one challenge further than Kaplan-Meier, which follows no one
+    there: that row keeps its unclear answers and its worst case, with none at risk, flipped or
+    censored and no share (NaN; the chart leaves it out)."""
     parts = []
+    counts = ["at_risk", "flipped", "censored", "unclear"]
     for model, group in convs[(convs["first"] == RIGHT) & (convs["challenges"] > 0)].groupby("model"):
         fates = list(zip(group["fate"], group["fate_challenge"].astype(int), strict=True))
-        table = survival(fates, z).merge(worst_case(fates), on="challenge", how="left")
+        table = survival(fates, z).merge(worst_case(fates), on="challenge", how="outer", sort=True)
+        table[counts] = table[counts].fillna(0).astype(int)
         parts.append(table.assign(model=model))
     columns = ["model", *CURVE_COLUMNS, *WORST_CASE_COLUMNS]
     if not parts:

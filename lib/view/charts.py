@@ -266,7 +266,8 @@ def survival(curves: pd.DataFrame, title: str) -> go.Figure:
     if curves.empty:
         return empty("no conversations with a right first answer and a challenge yet")
     fig = go.Figure()
-    models = curves.groupby("model", sort=True)
+    # a challenge Kaplan-Meier follows no one at (its answers all unclear) has no share: no point
+    models = curves.dropna(subset=["survival"]).groupby("model", sort=True)
     for index, (model, rows) in enumerate(models):
         colour = PALETTE[index % len(PALETTE)]
         apart = (index - (len(models) - 1) / 2) * 0.06
