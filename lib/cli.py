@@ -433,12 +433,18 @@ def demo(args: argparse.Namespace) -> int:
             bar.total = p.total
             bar.update(p.cached + p.done + p.failed - bar.n)
 
-        store, run_id = demo_store.make(args.out, args.items, args.seed, on_progress)
-    status = store.scalar(sql.RUN_STATUS, [run_id])
-    print(f"run {run_id}: {status}; wrote {args.out}")
+        def say(line: str) -> None:
+            tqdm.write(line, file=sys.stderr)
+
+        try:
+            store, run_id = demo_store.make(args.out, args.items, args.seed, on_progress, say=say)
+        except demo_store.NotMade as e:
+            say(f"error: {e}")
+            return 1
+    print(f"run {run_id}: done; wrote {args.out}")
     _print_accuracy(store, None, demo_store.spec(args.items, args.seed).model)
     print(f"open it read-only: SYCOSCOPE_DB={args.out} SYCOSCOPE_READ_ONLY=1 streamlit run app.py")
-    return 0 if status == "done" else 1
+    return 0
 
 
 def _import_args(parser: argparse.ArgumentParser) -> None:

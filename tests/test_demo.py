@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -66,6 +72,101 @@ def test_demo_refuses_a_file_that_is_there(tmp_path, capsys):
     fresh = tmp_path / "new.duckdb"
     assert cli.main(["demo", "--out", str(fresh), "--items", "0"]) == 2
     assert "--items 0" in capsys.readouterr().err and not fresh.exists()
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def demo_command(out: Path, url: str) -> tuple[list[str], dict[str, str]]:
+    """`python -m lib demo` for one item of each seed set, as a speaker types it, its bundled model the
+    server at `url` (SYCOSCOPE_BUNDLED_URL)."""
+    argv = [sys.executable, "-m", "lib", "demo", "--out", str(out), "--items", "1"]
+    return argv, {**os.environ, "SYCOSCOPE_BUNDLED_URL": url}
+
+
+@contextmanager
+def demo_under_way(out: Path) -> Iterator[subprocess.Popen]:
+    """The demo command in a process of its own, once the shared bundled server has answered one of
+    its requests (its run is under way); killed at the end if it still runs."""
+    server = bundled.server()
+    before = server.request_count()
+    argv, env = demo_command(out, server.url)
+    child = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while server.request_count() == before:
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "the demo sent no request in 300 s"
+            time.sleep(0.05)
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_a_demo_killed_mid_run_leaves_no_store_and_the_next_one_starts_afresh(tmp_path, capsys):
+    """A real `python -m lib demo` killed outright (SIGKILL: no clean-up) once its run has had a reply
+    leaves no store at FILE, only its partial one; a second demo while it runs refuses and touches
+    nothing of it; the demo after the kill removes the partial store, says so, and leaves FILE alone
+    beside its lock files, its run done."""
+    out = tmp_path / "talk.duckdb"
+    with demo_under_way(out) as child:
+        assert cli.main(["demo", "--out", str(out), "--items", "1"]) == 2
+        assert "another demo is making it now" in capsys.readouterr().err
+        assert child.poll() is None, child.communicate()  # killed mid-run, not after it
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    left = names(tmp_path)
+    assert "talk.duckdb" not in left
+    assert {"talk.duckdb.partial", "talk.duckdb.making"} <= set(left)
+
+    said: list[str] = []
+    store, run_id = demo.make(out, 1, base=TINY, say=said.append)
+    assert store.path == out
+    assert len(said) == 1 and f"removed {out}.partial" in said[0]
+    assert names(tmp_path) == ["talk.duckdb", "talk.duckdb.gate", "talk.duckdb.lock"]
+    assert len(replies(out)) == 4
+    runs = Store(out, read_only=True).query("SELECT run_id, status, n_done FROM runs")
+    assert runs == [(run_id, "done", 4)]
+
+
+def test_a_demo_interrupted_by_ctrl_c_writes_nothing_and_removes_its_partial_store(tmp_path):
+    """Ctrl-C (SIGINT) once the run has had a reply: the requests under way end, then the command says
+    FILE was not written and its partial store removed, and exits 130; the folder is left empty."""
+    out = tmp_path / "talk.duckdb"
+    with demo_under_way(out) as child:
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=300)
+    assert child.returncode == 130, err
+    assert f"{out} was not written; its partial store {out}.partial was removed" in err
+    assert names(tmp_path) == []
+
+
+def test_a_demo_whose_run_fails_writes_nothing_and_says_why(tmp_path):
+    """The bundled model's server answering 404 (a wrong URL): the run stops at its first request, the
+    command says so and exits 1, and nothing is left in the folder: no store, no partial store, no
+    lock file."""
+    out = tmp_path / "talk.duckdb"
+    argv, env = demo_command(out, f"{bundled.server().url}/no-such-path")
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "ended failed" in done.stderr and f"nothing was written at {out}" in done.stderr
+    assert "404" in done.stderr or "not found" in done.stderr.lower()
+    assert names(tmp_path) == []
+
+
+def test_a_demo_leaves_a_file_at_its_partial_path_that_is_no_store_alone(tmp_path, capsys):
+    out = tmp_path / "talk.duckdb"
+    partial = tmp_path / "talk.duckdb.partial"
+    partial.write_bytes(b"the speaker's notes, named oddly")
+    assert cli.main(["demo", "--out", str(out), "--items", "1"]) == 2
+    assert "is not a demo's partial store: move it away" in capsys.readouterr().err
+    assert partial.read_bytes() == b"the speaker's notes, named oddly"
+    assert names(tmp_path) == ["talk.duckdb.partial"]
 
 
 def listing(folder: Path) -> dict[str, tuple[int, int, str]]:

@@ -26,6 +26,7 @@ from tests.fake_vendor import Fail, FakeVendor, Hang
 
 FACTS = "builtin/facts-answer"  # 279 items, four framings
 FEEDBACK = "builtin/feedback"  # 50 items, five framings
+LADDER = "builtin/pressure-ladder"  # seven framings
 WAITS = "The fill waits: another run is going on."
 
 
@@ -65,12 +66,13 @@ def seed(store: Store, spec: runner.RunSpec, limit: int = 6) -> str:
     return run_id
 
 
-def fill_runs(store: Store) -> list[tuple[int, str]]:
-    """The fill's runs, oldest first: (the limit in its plan, its status)."""
+def fill_runs(store: Store, with_sets: bool = False) -> list[tuple]:
+    """The fill's runs, oldest first: (the limit in its plan, its status), its sets first if asked."""
     rows = store.query(
         "SELECT plan, status FROM runs WHERE json_extract_string(plan, '$.kind') = 'fill' ORDER BY created_at"
     )
-    return [(json.loads(plan)["limit"], status) for plan, status in rows]
+    plans = [(json.loads(plan), status) for plan, status in rows]
+    return [((plan["set_ids"],) if with_sets else ()) + (plan["limit"], status) for plan, status in plans]
 
 
 def insert_run(store: Store, run_id: str, status: str, kind: str) -> None:
@@ -106,10 +108,11 @@ def test_steps_are_planned_from_what_the_store_holds(tmp_path, vendor):
     store = make_store(tmp_path / "plan.duckdb", FACTS, FEEDBACK)
     spec = base(vendor, FACTS, FEEDBACK)
     assert fill.least_answered(store, spec) == 0
-    assert fill.planned(store, spec) == [25, 50, 100]
+    both = (FACTS, FEEDBACK)
+    assert fill.planned(store, spec) == [(both, 25), (both, 50), (both, 100)]
     seed(store, spec, limit=6)
     assert fill.least_answered(store, spec) == 6
-    assert fill.planned(store, spec) == [25, 50, 100]
+    assert fill.planned(store, spec) == [(both, 25), (both, 50), (both, 100)]
     # 30 items of facts under one framing (and its baseline): the other two framings still have 6
     runner.run(store, replace(spec, set_ids=(FACTS,), framings=("suggests_wrong",), limit=30))
     assert fill.least_answered(store, spec) == 6
@@ -119,11 +122,29 @@ def test_steps_are_planned_from_what_the_store_holds(tmp_path, vendor):
     # feedback whole (50 items): filled, though under the target, since it has no more
     runner.run(store, replace(spec, set_ids=(FEEDBACK,), limit=50))
     assert fill.least_answered(store, spec) == 30
-    assert fill.planned(store, spec) == [50, 100]
-    assert fill.planned(store, spec, target=40) == [40]
+    assert fill.planned(store, spec) == [(both, 50), (both, 100)]
+    assert fill.planned(store, spec, target=40) == [(both, 40)]
     assert fill.planned(store, spec, target=30) == []
     # answers at other parameters do not count: another max_tokens is another request
     assert fill.least_answered(store, replace(spec, max_tokens=47)) == 0
+
+
+def test_the_overview_sets_are_filled_before_the_ladder(tmp_path, vendor):
+    store = make_store(tmp_path / "order.duckdb", LADDER, FACTS)
+    spec = base(vendor, LADDER, FACTS)
+    assert fill.groups(spec) == [("the Overview's sets", (FACTS,)), ("the pressure ladder", (LADDER,))]
+    seed(store, spec, limit=1)
+    assert fill.planned(store, spec, target=3, steps=(2,)) == [
+        ((FACTS,), 2),
+        ((FACTS,), 3),
+        ((LADDER,), 2),
+        ((LADDER,), 3),
+    ]
+    assert fill.progress(store, spec, 3) == ("the Overview's sets", 1)
+    assert fill.start(store, spec, target=3, steps=(2,), grade=None) is None
+    assert fill.wait(store, timeout=120)
+    assert [sets for sets, *_ in fill_runs(store, with_sets=True)] == [[FACTS], [FACTS], [LADDER], [LADDER]]
+    assert fill.progress(store, spec, 3) is None
 
 
 def test_the_fill_stops_at_the_target(tmp_path, vendor):
@@ -183,7 +204,7 @@ def test_a_user_run_cancels_the_fill_and_the_fill_does_not_start_again_by_itself
     assert fill.wait(store, timeout=60)  # its thread ended: nothing starts it again when the run ends
     assert store.scalar(sql.RUN_STATUS, [step]) == "cancelled"
     assert fill_runs(store) == [(5, "cancelled")]  # it gave way, and took no further step
-    assert fill.status(store, fill.least_answered(store, spec, 10), 10).state == "gave way"
+    assert fill.status(store, fill.progress(store, spec, 10), 10).state == "gave way"
     # while a person's run goes on, the fill does not start; when none does, it resumes
     insert_run(store, "user-going", "running", "run")
     assert fill.start(store, spec, target=10, steps=(5,), grade=None) == WAITS
@@ -203,7 +224,7 @@ def test_the_fill_does_not_follow_a_cancelled_seed(tmp_path, vendor):
     time.sleep(2 * fill.SEED_POLL)
     assert fill_runs(store) == []
     assert not fill.wait(store, timeout=0)  # still waiting
-    assert fill.status(store, 0).state == "waiting"
+    assert fill.status(store, ("the Overview's sets", 0)).state == "waiting"
     with store.writing() as con:
         con.execute(sql.FINISH_RUN, ["cancelled", "cancelled by the user", "seed-going"])
     assert fill.wait(store, timeout=30)
@@ -221,7 +242,7 @@ def test_a_step_with_failed_probes_stops_the_fill_until_resume(tmp_path, vendor)
     assert fill_runs(store) == [(2, "done")]  # the step ended, and the fill with it: no step to 3
     why = fill.stopped(store)
     assert why == "1 probe(s) failed after retries; run again to retry them"
-    state = fill.status(store, fill.least_answered(store, spec, 3), 3)
+    state = fill.status(store, fill.progress(store, spec, 3), 3)
     assert state.state == "stopped" and why in state.text()
     # a new session does not send the failing requests again; Resume does, and the fill goes on
     sent = len(vendor.requests)
@@ -273,7 +294,7 @@ def test_the_overview_shows_the_fill_and_pauses_it(tmp_path, monkeypatch):
     insert_run(store, "fill-going", "running", "fill")  # a step going on (the bundled fill's sets: none)
     at = overview(db, monkeypatch)
     assert not at.exception
-    assert f"Filling in: 0 of {fill.TARGET} items per framing…" in captions(at)
+    assert f"Filling in: 0 of {fill.TARGET} items per framing of the Overview's sets…" in captions(at)
     at.button(key="fill_pause").click().run()
     assert not at.exception
     assert fill.paused(store) and store.scalar(sql.CANCEL_REQUESTED, ["fill-going"]) is True
@@ -284,7 +305,9 @@ def test_the_overview_shows_the_fill_and_pauses_it(tmp_path, monkeypatch):
     # rerun that follows (pages.parts.live.live_runs), so the page is shown the new runs first.
     time.sleep(1.1)
     at.run()
-    assert f"Filling in paused at 0 of {fill.TARGET} items per framing." in captions(at)
+    assert f"Filling in paused at 0 of {fill.TARGET} items per framing of the Overview's sets." in captions(
+        at
+    )
     at.button(key="fill_resume").click().run()
     assert not at.exception
     assert not fill.paused(store)
@@ -299,9 +322,7 @@ def test_the_fill_line_while_the_seed_runs_and_after_a_failed_step(tmp_path, mon
     insert_run(store, "seed-going", "running", "seed")
     at = overview(db, monkeypatch)
     assert not at.exception
-    assert f"Filling in follows the first-run examples, at 0 of {fill.TARGET} items per framing." in captions(
-        at
-    )
+    assert f"follows the first-run examples, at 0 of {fill.TARGET} items per framing of the" in captions(at)
     assert not at.button(key="fill_pause").disabled  # it may be paused before it begins
     with store.writing() as con:  # cancelled: the fill this session started, waiting, does not follow
         con.execute(sql.FINISH_RUN, ["cancelled", "cancelled by the user", "seed-going"])

@@ -9,8 +9,9 @@ The next request goes out while a reply is being written, so writing costs a run
 
 Which items: all of each set, or with `limit` N a seeded random sample of N items per set, stratified
 by the item's source dataset (TriviaQA and TruthfulQA in the official answer file, the fact tables of
-builtin/facts-answer): each dataset gives its share of the N by largest remainder, and at least one
-item when N allows (`allocate`); within a dataset the items come in the order of md5(item_id | seed).
+builtin/facts-answer): each dataset gives one item when N allows, then its share of the N, each item
+in turn (`allocation_order`), so that a larger N keeps the items of a smaller one (`allocate`); within
+a dataset the items come in the order of md5(item_id | seed).
 The sample depends on the sets, N and the seed only, never on the model, so models compare on the
 same items; the seed is stored with the run (its RunSpec, in the runs table's plan).
 
@@ -63,13 +64,16 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import asdict, astuple, dataclass, field
+from fractions import Fraction
+from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from lib.probes import framings, replies
@@ -219,24 +223,66 @@ def _chosen_framings(task_framings: tuple[str, ...] | None, tasks: set[str]) -> 
 
 def allocate(limit: int | None, sizes: dict[str, int]) -> dict[str, int]:
     """How many items each stratum (source dataset: its size) gives to a sample of `limit` items of a
-    set: all of them without a limit or when the limit covers the set; else in proportion to its size,
-    by largest remainder (ties: the larger stratum, then the name), and at least one each when the
-    limit allows: a stratum left empty takes one from the stratum most above its exact share."""
+    set: all of them without a limit or when the limit covers the set; else the first `limit` strata
+    of `allocation_order`, so that a larger limit keeps every item of a smaller one."""
     total = sum(sizes.values())
     if limit is None or limit >= total:
         return dict(sizes)
-    limit = max(limit, 0)
-    share = {s: limit * n / total for s, n in sizes.items()}
-    given = {s: int(q) for s, q in share.items()}
-    by_remainder = sorted(sizes, key=lambda s: (given[s] - share[s], -sizes[s], s))
-    for s in by_remainder[: limit - sum(given.values())]:
-        given[s] += 1
-    if limit >= len(sizes):
-        for empty in sorted(s for s in sizes if given[s] == 0):
-            donor = min((s for s in sizes if given[s] > 1), key=lambda s: (share[s] - given[s], s))
-            given[donor] -= 1
-            given[empty] = 1
+    given = dict.fromkeys(sizes, 0)
+    for stratum in islice(allocation_order(sizes), max(limit, 0)):
+        given[stratum] += 1
     return given
+
+
+def allocation_order(sizes: dict[str, int]) -> Iterator[str]:
+    """The strata in the order they receive items, one per item, until every item is given: the sample
+    of N items takes the first N (`allocate`), so it grows one item at a time as N does (house
+    monotone: no Alabama paradox, which largest remainder has, so the fill's steps hold each other).
+
+    First one item of each stratum, the larger first (ties by name): every stratum is represented once
+    N reaches their number. Then each next item goes, among the strata that stay within 1 of their
+    exact share (N x size / total) at this N and can still be kept within 1 at every larger N, to the
+    one of highest Sainte-Lague priority size / (2 x given + 1), ties by the larger stratum, then the
+    name. The look ahead (as in the quota methods of Balinski and Young, 1975, and Still, 1979) is what
+    keeps the shares: by priority alone a large stratum can fall more than an item short of its share.
+    Where no stratum passes it (one each can leave no allocation within 1 of every share: many small
+    strata, a small N), the next item goes by the upper quota and the priority alone. That the shares
+    are kept wherever they can be is checked on random tables (tests/test_runner.py), not proven."""
+    names = sorted((s for s in sizes if sizes[s] > 0), key=lambda s: (-sizes[s], s))
+    yield from names
+    k, total = len(names), sum(sizes.values())
+    n = np.array([sizes[s] for s in names], dtype=np.int64)
+    limits = np.arange(total + 1)
+    # lowest[m, j]: the fewest items stratum j may hold in a sample of m within 1 of its share
+    lowest = limits[:, None] * n // total
+    lowest[k:] = np.maximum(lowest[k:], 1)
+    # limits where some allocation keeps every stratum within 1 of its share (with one each)
+    possible = lowest.sum(axis=1) <= limits
+    given = np.ones(k, dtype=np.int64)
+    # short[m]: the items the strata lack of their lowest at limit m, counting what they hold now
+    short = np.maximum(lowest - given, 0).sum(axis=1)
+    for m in range(k, total):
+        # spare[i]: the items left over at limit m + 1 + i once this one is given to a stratum whose
+        # lowest is met there; below 0 where an allocation within 1 is possible: shares missed there
+        spare = np.where(possible, limits - (m + 1) - short, total)[m + 1 :]
+        head = np.minimum.accumulate(spare)  # head[i]: the least of spare[: i + 1]
+        tail = np.minimum.accumulate(spare[::-1])[::-1]  # tail[i]: the least of spare[i:]
+        ceiling = -(-(m + 1) * n // total)  # the upper quota at m + 1
+        upper = [j for j in range(k) if given[j] < ceiling[j]]  # never empty: they sum to >= m + 1
+        # the first limit at which each one's lowest exceeds what it holds: the item counts from there
+        counts_from = {j: int(np.searchsorted(lowest[:, j], given[j] + 1)) for j in upper}
+        keeps = [j for j in upper if _keeps_shares(head, tail, counts_from[j] - (m + 1))]
+        j = max(keeps or upper, key=lambda j: (Fraction(int(n[j]), int(2 * given[j] + 1)), -j))
+        given[j] += 1
+        short[counts_from[j] :] -= 1
+        yield names[j]
+
+
+def _keeps_shares(head: np.ndarray, tail: np.ndarray, t: int) -> bool:
+    """Whether the next item, given to a stratum it counts for from spare's index `t` on, leaves every
+    later possible limit within reach of every lowest: before `t` nothing may be lacking, from `t` on
+    this item makes up for one."""
+    return (t <= 0 or head[min(t, len(head)) - 1] >= 0) and (t >= len(tail) or tail[max(t, 0)] >= -1)
 
 
 def _quota(store: Store, spec: RunSpec) -> list[dict[str, Any]]:
@@ -683,7 +729,7 @@ def _hold_run_lock(store: Store, run_id: str) -> None:
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)  # a sweep may hold it a moment (mark_interrupted)
-            if _same_file(fd, path):
+            if same_file(fd, path):
                 break
             os.close(fd)  # the sweep removed it between open and lock: make it again
     except OSError:
@@ -702,12 +748,12 @@ def _release_run_lock(store: Store, run_id: str, ended: bool) -> None:
     path = _run_lock(store, run_id)
     if ended and path is not None:
         with suppress(OSError):
-            if _same_file(fd, path):
+            if same_file(fd, path):
                 path.unlink()
     os.close(fd)
 
 
-def _same_file(fd: int, path: Path) -> bool:
+def same_file(fd: int, path: Path) -> bool:
     try:
         here, there = os.fstat(fd), path.stat()
     except FileNotFoundError:
@@ -895,48 +941,54 @@ def _execute(
         # Only `concurrency` requests in flight, and one more job than that begun and not yet written:
         # a cancel, a fatal error or a busy store leaves little to wait for, or to hold in memory.
         # While a write waits for a busy store no job starts.
-        while True:
-            while (
-                not stop.is_set()
-                and not patience.busy.is_set()
-                and len(sending) < concurrency
-                and len(pending) <= concurrency
-            ):
-                job = next(jobs, None)
-                if job is None:
+        try:
+            while True:
+                while (
+                    not stop.is_set()
+                    and not patience.busy.is_set()
+                    and len(sending) < concurrency
+                    and len(pending) <= concurrency
+                ):
+                    job = next(jobs, None)
+                    if job is None:
+                        break
+                    sent: Future = Future()
+                    sending.add(sent)
+                    pending[pool.submit(run_job, job, sent)] = job
+                if not pending:
                     break
-                sent: Future = Future()
-                sending.add(sent)
-                pending[pool.submit(run_job, job, sent)] = job
-            if not pending:
-                break
-            done, _ = wait([*pending, *sending], timeout=CANCEL_CHECK_SECONDS, return_when=FIRST_COMPLETED)
-            sending -= done
-            for future in done & pending.keys():
-                del pending[future]
-                error = future.exception()
-                if error is None:
-                    progress.done += future.result()
-                elif isinstance(error, RunStopped):
+                done, _ = wait(
+                    [*pending, *sending], timeout=CANCEL_CHECK_SECONDS, return_when=FIRST_COMPLETED
+                )
+                sending -= done
+                for future in done & pending.keys():
+                    del pending[future]
+                    error = future.exception()
+                    if error is None:
+                        progress.done += future.result()
+                    elif isinstance(error, RunStopped):
+                        stop.set()
+                        status, message = "failed", str(error)
+                    else:
+                        stop.set()
+                        status, message = "failed", f"{type(error).__name__}: {error}"
+                if on_progress is not None:
+                    on_progress(progress)
+                if patience.gave_up is not None:
+                    stop.set()  # what is in flight ends; its writes fail at once
+                if not stop.is_set() and cancelled(quiet=not done):
                     stop.set()
-                    status, message = "failed", str(error)
-                else:
-                    stop.set()
-                    status, message = "failed", f"{type(error).__name__}: {error}"
-            if on_progress is not None:
-                on_progress(progress)
-            if patience.gave_up is not None:
-                stop.set()  # what is in flight ends; its writes fail at once
-            if not stop.is_set() and cancelled(quiet=not done):
-                stop.set()
-                status, message = "cancelled", "cancelled by the user"
-            busy = patience.busy.is_set()
-            if writer.due() and not busy:  # replies held while no new one came to write them
-                pool.submit(writer.flush)
-            if grade is not None and not busy and time.monotonic() - last_grade > GRADE_SECONDS:
-                last_grade = time.monotonic()
-                with suppress(StoreBusy):  # graded the next time, or at the end
-                    grade(_quick(store), run_id)
+                    status, message = "cancelled", "cancelled by the user"
+                busy = patience.busy.is_set()
+                if writer.due() and not busy:  # replies held while no new one came to write them
+                    pool.submit(writer.flush)
+                if grade is not None and not busy and time.monotonic() - last_grade > GRADE_SECONDS:
+                    last_grade = time.monotonic()
+                    with suppress(StoreBusy):  # graded the next time, or at the end
+                        grade(_quick(store), run_id)
+        except BaseException:  # Ctrl-C: the jobs begun stop at their next request or turn
+            stop.set()
+            raise
     if patience.gave_up is not None:
         raise StoreBusy(patience.gave_up)
     if grade is not None:
@@ -1053,7 +1105,7 @@ def mark_interrupted(store: Store) -> list[str]:
         for run_id, fd in taken.items():
             path = _run_lock(store, run_id)
             with suppress(OSError):
-                if path is not None and _same_file(fd, path):
+                if path is not None and same_file(fd, path):
                     path.unlink()
     finally:
         for fd in taken.values():

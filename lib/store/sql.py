@@ -115,6 +115,9 @@ SCHEMA = [
 # DuckDB 1.5 draws a progress bar on standard output for a query that takes a few seconds: it would
 # land in the middle of the command line's output (a --json answer, say).
 QUIET = "SET enable_progress_bar = false"
+# Everything written so far into the database file itself, leaving no write-ahead log to replay
+# (lib.view.demo, before it renames the store it made).
+CHECKPOINT = "CHECKPOINT"
 GET_VERSION = "SELECT value FROM meta WHERE key = 'schema_version'"
 SET_VERSION = "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)"
 TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
@@ -203,6 +206,8 @@ CANCEL_REQUESTED = "SELECT cancel_requested FROM runs WHERE run_id = ?"
 REQUEST_CANCEL = "UPDATE runs SET cancel_requested = true WHERE run_id = ?"
 RUN_STATUS = "SELECT status FROM runs WHERE run_id = ?"
 RUN_MESSAGE = "SELECT message FROM runs WHERE run_id = ?"
+# How a run ended, with its probes failed after their retries (lib.view.demo keeps only a whole run).
+RUN_END = "SELECT status, message, n_failed FROM runs WHERE run_id = ?"
 LIST_RUNS = "SELECT * FROM runs ORDER BY created_at DESC LIMIT ?"
 # Runs not yet ended, with the process that runs them: its pid, and in the plan its machine and start
 # time (lib.run.runner.mark_interrupted; runs stored before these were recorded have neither).

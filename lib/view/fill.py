@@ -3,9 +3,10 @@ goes on answering until every set of the seed has TARGET items answered under ev
 the items it has), so that the Overview's intervals narrow from n = 6 to n = 100 while people look.
 
 - Steps: the seed's run again with a larger limit, 25, 50, then 100 items per set (STEPS), one run
-  each, its plan marked kind "fill" (RunSpec.kind). The same sample seed draws the items, so each step
-  holds the items of the one before, and planning against the cache sends only what is new. Answers
-  are graded as they arrive, as the seed's are.
+  each, its plan marked kind "fill" (RunSpec.kind); first on the sets of the Overview's cards, then on
+  the pressure ladder (LATER, `groups`). The same sample seed draws the items, so each step holds the
+  items of the one before (runner.allocate), and planning against the cache sends only what is new.
+  Answers are graded as they arrive, as the seed's are.
 - It gives way: recording any other run asks the open fill run to cancel (lib.run.runner.create_run),
   and a step starts only when no other run is open. The Why page's tests send to the bundled model
   without recording a run: they hold the fill off while they go on (`gives_way`). A fill that gave
@@ -39,6 +40,9 @@ from lib.view import firstrun
 
 TARGET = 100  # items per framing of each set
 STEPS = (25, 50, 100)  # items per set of each step after the seed's
+# Filled after the others: the Overview's cards do not read it, and it is 700 of the 1,650 probes; so
+# the cards' intervals narrow first, in about 12 minutes on two idle cores (bench/bench_fill.py).
+LATER = ("builtin/pressure-ladder",)
 PAUSED = "fill_paused"  # the setting (meta table) that holds the pause
 SEED_POLL = 1.0  # seconds between looks at the seed the fill waits for
 
@@ -61,12 +65,40 @@ def least_answered(store: Store, base: runner.RunSpec = firstrun.SEED, target: i
     return min(short) if short else None
 
 
+def groups(base: runner.RunSpec = firstrun.SEED) -> list[tuple[str, tuple[str, ...]]]:
+    """The sets of `base` in the order the fill takes them, named: the Overview's first, LATER's after."""
+    first = tuple(s for s in base.set_ids if s not in LATER)
+    later = tuple(s for s in base.set_ids if s in LATER)
+    return [
+        (name, sets)
+        for name, sets in (("the Overview's sets", first), ("the pressure ladder", later))
+        if sets
+    ]
+
+
 def planned(
     store: Store, base: runner.RunSpec = firstrun.SEED, target: int = TARGET, steps: tuple[int, ...] = STEPS
-) -> list[int]:
-    """The limits of the steps the fill would run on this store now; [] when it is filled."""
-    least = least_answered(store, base, target)
-    return [] if least is None else step_limits(least, target, steps)
+) -> list[tuple[tuple[str, ...], int]]:
+    """The steps the fill would run on this store now, in order, each its sets and its limit; [] when
+    it is filled."""
+    return [
+        (sets, limit)
+        for _, sets in groups(base)
+        if (least := least_answered(store, replace(base, set_ids=sets), target)) is not None
+        for limit in step_limits(least, target, steps)
+    ]
+
+
+def progress(
+    store: Store, base: runner.RunSpec = firstrun.SEED, target: int = TARGET
+) -> tuple[str, int] | None:
+    """Where the fill is: the first of its groups not yet filled, by name, with the fewest items
+    answered under one framing of its sets; None when every set is filled."""
+    for name, sets in groups(base):
+        least = least_answered(store, replace(base, set_ids=sets), target)
+        if least is not None:
+            return name, least
+    return None
 
 
 def seeded(store: Store) -> bool:
@@ -125,6 +157,7 @@ State = Literal["going", "waiting", "paused", "stopped", "gave way"]
 class Status:
     """What the Overview's fill line says: the least-filled framing, and what the fill is doing."""
 
+    sets: str  # the group of sets being filled (groups)
     least: int
     target: int
     state: State
@@ -132,7 +165,7 @@ class Status:
 
     def text(self, quote: Callable[[str], str] = str) -> str:
         """The line; `quote` makes the step's message safe where it is shown (pages.parts.show.md)."""
-        where = f"{self.least} of {self.target} items per framing"
+        where = f"{self.least} of {self.target} items per framing of {self.sets}"
         return {
             "going": f"Filling in: {where}…",
             "waiting": f"Filling in follows the first-run examples, at {where}.",
@@ -147,10 +180,10 @@ class Status:
         }[self.state]
 
 
-def status(store: Store, least: int | None, target: int = TARGET) -> Status | None:
-    """The fill's state, read from the store, `least` being least_answered's (read once for all
-    sessions); None on a store without the seed, filled, or open read-only (nothing fills it)."""
-    if least is None or store.read_only or not seeded(store):
+def status(store: Store, at: tuple[str, int] | None, target: int = TARGET) -> Status | None:
+    """The fill's state, read from the store, `at` being `progress`'s (read once for all sessions);
+    None on a store without the seed, filled, or open read-only (nothing fills it)."""
+    if at is None or store.read_only or not seeded(store):
         return None
     kinds = set(dict(store.query(sql.OPEN_RUN_KINDS)).values())
     why = stopped(store)
@@ -165,7 +198,7 @@ def status(store: Store, least: int | None, target: int = TARGET) -> Status | No
         if why
         else "gave way"
     )
-    return Status(least, target, state, why or "")
+    return Status(*at, target, state, why or "")
 
 
 # store file -> this process's fill thread; and how many of its tasks the fill gives way to (gives_way)
@@ -214,7 +247,7 @@ def start(
         return "The fill is paused."
     if _given_way(store) or any(kind != firstrun.SEED.kind for kind in open_runs(store).values()):
         return "The fill waits: another run is going on."
-    if least_answered(store, base, target) is None:
+    if progress(store, base, target) is None:
         return "Every set is filled in."
     if not retry and stopped(store):
         return "The fill's last step failed: Resume tries again."
@@ -250,10 +283,10 @@ def _fill(
             return
         missing = set(base.set_ids) - dict(store.query(sql.SET_TASKS, [list(base.set_ids)])).keys()
         firstrun.ingest_builtins(store, tuple(sorted(missing)))  # sets added to the seed since
-        for limit in planned(store, base, target, steps):
+        for sets, limit in planned(store, base, target, steps):
             if paused(store) or _given_way(store) or open_runs(store):
                 return
-            spec = replace(base, limit=limit, kind=runner.GIVES_WAY)
+            spec = replace(base, set_ids=sets, limit=limit, kind=runner.GIVES_WAY)
             the_plan = runner.plan(store, spec)
             if not the_plan.jobs:
                 continue
