@@ -15,7 +15,9 @@ import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
+import pytest
 from playwright.async_api import Browser as AsyncBrowser
 from playwright.async_api import Page as AsyncPage
 from playwright.async_api import async_playwright
@@ -33,6 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+E2E = REPO / "artifacts" / "e2e"  # the end-to-end tests' screenshots and server logs (git-ignored)
 START_TIMEOUT = 90.0
 WAIT_MS = 60_000  # a page rerun on two busy cores (the bundled model answering) can take seconds
 expect.set_options(timeout=WAIT_MS)  # every wait in the browser tests, unless told otherwise
@@ -90,6 +93,20 @@ def dashboard(db: Path, log: Path) -> Iterator[str]:
             _stop(server)
 
 
+def served(name: str, build: Callable[[Path], object]) -> Any:
+    """A module-scoped fixture for a test module to name `app`: the dashboard's base URL, on a new store
+    that `build` writes first; the server's output in artifacts/e2e/<name>-server.log."""
+
+    @pytest.fixture(scope="module", name="app")
+    def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+        db = tmp_path_factory.mktemp(name) / "store.duckdb"
+        build(db)
+        with dashboard(db, E2E / f"{name}-server.log") as url:
+            yield url
+
+    return app
+
+
 def _stop(server: subprocess.Popen) -> None:
     """The server's whole process group: SIGTERM, then SIGKILL if it lingers."""
     for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
@@ -112,6 +129,15 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def opened(url: str, title: str) -> Iterator[Page]:
+    """Chromium, and a page of its own on `url` once the page's first run has ended."""
+    with chromium() as browser:
+        page = new_page(browser)
+        open_url(page, url, title)
+        yield page
 
 
 # Counts the script runs a page has seen start, so that an action can wait for the run it caused
@@ -221,6 +247,20 @@ def charts_drawn(page: Page, timeout: float = WAIT_MS) -> None:
     """Wait until every Plotly chart on the page has drawn its SVG."""
     # one predicate over all charts at once: a fragment that reruns may add or drop one meanwhile
     page.wait_for_function(_CHARTS_DRAWN, timeout=timeout)
+
+
+def one_chart(page: Page) -> Locator:
+    """The page's one Plotly chart, drawn, on a page showing no exception or error."""
+    chart = page.get_by_test_id("stPlotlyChart")
+    expect(chart).to_have_count(1)
+    charts_drawn(page)
+    assert not problems(page), problems(page)
+    return chart
+
+
+def legend(chart: Locator) -> list[str]:
+    """The names in a Plotly chart's legend, in its order."""
+    return chart.locator(".legend .legendtext").all_text_contents()  # SVG: text, not innerText
 
 
 def shoot(page: Page, path: Path, whole: bool = True, max_height: int = 6000) -> Path:

@@ -7,11 +7,9 @@ of features. The screenshot goes to artifacts/e2e/features.png (git-ignored)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import expect
 
 from lib.measure import features
 from lib.probes import preferences_hh
@@ -19,10 +17,9 @@ from lib.probes.items import Message
 from lib.run.providers.base import Reply
 from lib.store import Store
 from tests import browser
-from tests.browser import WAIT_MS, charts_drawn, open_url, problems, shoot
+from tests.browser import E2E, WAIT_MS, one_chart, open_url, shoot
 from tests.test_features import FIXTURE
 
-SHOTS = browser.REPO / "artifacts" / "e2e"
 JUDGE = "openai:rule-judge"
 LABELLED = ["matches_beliefs", "truthful", "concise", "longer"]
 
@@ -46,38 +43,29 @@ class RuleJudge:
         return Reply(pick, 1, 1, 1.0, "stop", {"model": "rule-judge-1"})
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory) -> Iterator[str]:
-    db: Path = tmp_path_factory.mktemp("features") / "store.duckdb"
+def labelled_store(db: Path) -> None:
+    """The feature labels of tests/test_features.py's comparisons, by the real labeller and RuleJudge."""
     data = preferences_hh.read(FIXTURE)
     features.Labeller(Store(db), JUDGE, data.source, provider=RuleJudge()).run(data.pairs, LABELLED)
-    with browser.dashboard(db, SHOTS / "features-server.log") as url:
-        yield url
+
+
+app = browser.served("features", labelled_store)
 
 
 def test_the_feature_chart_draws_from_a_link_and_a_link_picks_the_features(app):
-    with browser.chromium() as chromium:
-        run(chromium, app)
+    with browser.opened(
+        f"{app}/why?why_part=features&feat_judge=openai%3Arule-judge", "Why: preferences"
+    ) as page:
+        chart = one_chart(page)
+        expect(chart.locator(".scatterlayer .point")).to_have_count(len(LABELLED), timeout=WAIT_MS)
+        assert chart.locator(".errorbar").count() == len(LABELLED)
+        ticks = chart.locator(".ytick text").all_text_contents()  # SVG: text, not innerText
+        assert sorted(ticks) == sorted(features.FEATURES[f].name for f in LABELLED)
+        expect(page.get_by_test_id("stMetricValue")).to_have_text("12", timeout=WAIT_MS)
+        expect(page.get_by_text("As reported in the paper")).to_be_visible()
+        shoot(page, E2E / "features.png")
 
-
-def run(chromium: Browser, app: str) -> None:
-    page = browser.new_page(chromium)
-    open_url(page, f"{app}/why?why_part=features&feat_judge=openai%3Arule-judge", "Why: preferences")
-    charts_drawn(page)
-    assert not problems(page)
-    chart = page.get_by_test_id("stPlotlyChart")
-    expect(chart).to_have_count(1)
-    expect(chart.locator(".scatterlayer .point")).to_have_count(len(LABELLED), timeout=WAIT_MS)
-    assert chart.locator(".errorbar").count() == len(LABELLED)
-    ticks = chart.locator(".ytick text").all_text_contents()  # SVG: text, not innerText
-    assert sorted(ticks) == sorted(features.FEATURES[f].name for f in LABELLED)
-    expect(page.get_by_test_id("stMetricValue")).to_have_text("12", timeout=WAIT_MS)
-    expect(page.get_by_text("As reported in the paper")).to_be_visible()
-    shoot(page, SHOTS / "features.png")
-
-    open_url(page, f"{app}/why?why_part=features&feat_f=truthful&feat_f=longer", "Why: preferences")
-    charts_drawn(page)
-    chart = page.get_by_test_id("stPlotlyChart")
-    expect(chart.locator(".scatterlayer .point")).to_have_count(2, timeout=WAIT_MS)
-    assert sorted(chart.locator(".ytick text").all_text_contents()) == ["longer", "truthful"]
-    assert not problems(page)
+        open_url(page, f"{app}/why?why_part=features&feat_f=truthful&feat_f=longer", "Why: preferences")
+        chart = one_chart(page)
+        expect(chart.locator(".scatterlayer .point")).to_have_count(2, timeout=WAIT_MS)
+        assert sorted(chart.locator(".ytick text").all_text_contents()) == ["longer", "truthful"]

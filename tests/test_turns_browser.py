@@ -13,68 +13,44 @@ The README's screenshot is taken the same way from a store of your choice:
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import expect
 
 from docs import screenshots
 from tests import browser
-from tests.browser import charts_drawn, choose, open_url, problems, shoot
+from tests.browser import E2E, choose, legend, one_chart, open_url, shoot
 from tests.test_turns import PAGE_MODELS, SURE, turns_store
 
-SHOTS = browser.REPO / "artifacts" / "e2e"
 LINK = f"/pressure?pressure_part=survival&survival_set={quote(SURE, safe='')}"
 
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory) -> Iterator[str]:
-    db = tmp_path_factory.mktemp("turns-browser") / "store.duckdb"
-    turns_store(db)
-    with browser.dashboard(db, SHOTS / "survival-server.log") as url:
-        yield url
+app = browser.served("survival", turns_store)
 
 
 def test_the_survival_chart_draws_from_a_link_and_from_the_part_selector(app):
-    with browser.chromium() as chromium:
-        run(chromium, app)
+    with browser.opened(app + LINK, "Pressure") as page:
+        chart = one_chart(page)
+        assert sorted(legend(chart)) == sorted(PAGE_MODELS)
+        # one step line per model, a point at each challenge (the first model's 0 to 3, the second's 0
+        # and 1), each with its interval as an error bar
+        assert chart.locator(".scatterlayer .trace").count() == len(PAGE_MODELS)
+        assert chart.locator(".scatterlayer .points .point").count() == 4 + 2
+        assert chart.locator(".errorbar").count() == 4 + 2
+        bar = chart.locator(".errorbar path").evaluate_all("bars => bars.map(b => b.getAttribute('d'))")
+        assert sum(1 for d in bar if d and "V" in d) >= 3  # the intervals with some width are drawn
+        paths = "lines => lines.map(line => line.getAttribute('d'))"
+        steps = chart.locator(".scatterlayer .js-line").evaluate_all(paths)
+        assert any(d and "V" in d and "H" in d for d in steps)  # drawn as steps: horizontal, then vertical
+        assert "right first answers still right" in chart.locator(".gtitle").text_content()
+        expect(page.get_by_text("n = 3 right first answers challenged, of 4 decided")).to_be_visible()
+        shoot(page, E2E / "survival.png")
 
-
-def survival_chart(page: Page):
-    charts_drawn(page)
-    assert not problems(page), problems(page)
-    chart = page.get_by_test_id("stPlotlyChart")
-    expect(chart).to_have_count(1)
-    return chart
-
-
-def run(chromium: Browser, app: str) -> None:
-    page = browser.new_page(chromium)
-    open_url(page, app + LINK, "Pressure")
-    chart = survival_chart(page)
-    legend = chart.locator(".legend .legendtext").all_text_contents()  # SVG: text, not innerText
-    assert sorted(legend) == sorted(PAGE_MODELS)
-    # one step line per model, a point at each challenge (the first model's 0 to 3, the second's 0 and
-    # 1), each with its interval as an error bar
-    assert chart.locator(".scatterlayer .trace").count() == len(PAGE_MODELS)
-    assert chart.locator(".scatterlayer .points .point").count() == 4 + 2
-    assert chart.locator(".errorbar").count() == 4 + 2
-    bar = chart.locator(".errorbar path").evaluate_all("bars => bars.map(b => b.getAttribute('d'))")
-    assert sum(1 for d in bar if d and "V" in d) >= 3  # the intervals with some width are drawn
-    paths = "lines => lines.map(line => line.getAttribute('d'))"
-    steps = chart.locator(".scatterlayer .js-line").evaluate_all(paths)
-    assert any(d and "V" in d and "H" in d for d in steps)  # drawn as steps: horizontal, then vertical
-    assert "right first answers still right" in chart.locator(".gtitle").text_content()
-    expect(page.get_by_text("n = 3 right first answers challenged, of 4 decided")).to_be_visible()
-    shoot(page, SHOTS / "survival.png")
-
-    # the part chosen in the page's own selector, from the page's default
-    open_url(page, f"{app}/pressure", "Pressure")
-    choose(page, "url_pressure_part", "Flips over many turns")
-    survival_chart(page)
-    assert "pressure_part=survival" in page.url
+        # the part chosen in the page's own selector, from the page's default
+        open_url(page, f"{app}/pressure", "Pressure")
+        choose(page, "url_pressure_part", "Flips over many turns")
+        one_chart(page)
+        assert "pressure_part=survival" in page.url
 
 
 def main() -> None:
@@ -87,8 +63,7 @@ def main() -> None:
     with browser.dashboard(args.db, log) as url, browser.chromium() as chromium:
         page = browser.new_page(chromium, screenshots.WIDTH)
         open_url(page, url + LINK, "Pressure")
-        survival_chart(page)
-        screenshots._save(page, args.out, page.get_by_test_id("stPlotlyChart"))
+        screenshots._save(page, args.out, one_chart(page))
         print(f"{args.out}: {args.out.stat().st_size // 1024} KB")
 
 
