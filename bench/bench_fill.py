@@ -3,6 +3,7 @@
     python bench/bench_fill.py                        # the seed, then 3 batches of 2 more items per set
     python bench/bench_fill.py --batches 5 --items 3
     python bench/bench_fill.py --skip-seed --batches 2 --items 1   # quick, on a busy machine
+    python bench/bench_fill.py --whole    # the seed, then the fill itself, every step timed (~25 min)
 
 On a fresh store with the seed's sets (lib.view.firstrun): (a) the seed itself, timed whole; (b) the
 fill's work in small batches: each batch is a fill step (lib.view.fill: the seed's settings, a limit
@@ -11,6 +12,9 @@ or one "are you sure?" conversation of two or more). The median seconds per prob
 times the probes the fill sends from the seed to fill.TARGET items per framing (runner.plan on a store
 holding only the seed's answers), estimates the fill. The server's start and one warm-up request are
 excluded.
+
+With --whole it times the real thing instead: the seed, then each step the fill plans (fill.planned,
+the Overview's sets first), one after the other, with the minutes since the fill began.
 
 A busy machine makes every number larger. So the bundled server's own CPU seconds per probe are read
 too (/proc/<pid>/stat), and divided by its threads (bundled.THREADS) they give what a probe takes on
@@ -73,6 +77,24 @@ def fill_probes(folder: Path) -> tuple[int, int]:
     return seed, runner.plan(store, replace(firstrun.SEED, limit=fill.TARGET)).n_to_send - seed
 
 
+def whole(store: Store, pid: int) -> int:
+    """The seed, then the fill's steps as lib.view.fill runs them, each timed; printed and saved."""
+    seed = timed_run(store, firstrun.SEED, pid)
+    print(f"seed: {seed['probes']} probes, {seed['requests']} requests in {seed['wall_s']:.0f} s")
+    steps, began = [], time.perf_counter()
+    for sets, limit in fill.planned(store):
+        step = timed_run(store, replace(firstrun.SEED, set_ids=sets, limit=limit, kind=runner.GIVES_WAY), pid)
+        step |= {"sets": sets, "minutes_since_fill_began": round((time.perf_counter() - began) / 60, 1)}
+        steps.append(step)
+        print(
+            f"{', '.join(sets)} to {limit}: {step['probes']} probes, {step['requests']} requests in "
+            f"{step['wall_s']:.0f} s; {step['minutes_since_fill_began']} min since the fill began"
+        )
+    save("fill-whole", [{"bench": "fill-whole", "seed": seed, "steps": steps, "machine": machine(),
+                         "load_average_after": round(os.getloadavg()[0], 1)}])  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=3, help="fill batches timed (default 3)")
@@ -82,8 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="time no seed (on a busy machine it takes long): its time is estimated from the batches",
     )
+    parser.add_argument("--whole", action="store_true", help="time the seed and the whole fill, step by step")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
+    if args.whole:
+        with tempfile.TemporaryDirectory() as folder:
+            store = Store(Path(folder) / "fill.duckdb")
+            firstrun.ingest_builtins(store)
+            print(f"load average {load_before:.1f} at the start")
+            return whole(store, bundled.server().pid)
     with tempfile.TemporaryDirectory() as folder:
         seed_probes, fill_to_send = fill_probes(Path(folder))
         store = Store(Path(folder) / "fill.duckdb")

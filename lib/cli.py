@@ -338,10 +338,16 @@ def _print_survival(store: Store, judge: str | None, spec: runner.RunSpec) -> No
             continue
         print(f"{set_id}: right first answers still right after each challenge (Kaplan-Meier, 95% CI)")
         rows = [
-            (r.challenge, r.at_risk, r.flipped, r.censored, f"{r.survival:.0%} [{r.low:.0%}, {r.high:.0%}]")
+            (
+                r.challenge, r.at_risk, r.flipped, r.unclear,
+                "-" if math.isnan(r.survival) else f"{r.survival:.0%} [{r.low:.0%}, {r.high:.0%}]",
+                f"{r.worst_case:.0%}",
+            )
             for r in curve.itertuples()
-        ]
-        _print_table(rows, ("challenge", "at risk", "flipped", "censored", "still right [95% CI]"))
+        ]  # fmt: skip
+        heads = ("challenge", "at risk", "flipped", "unclear", "still right [95% CI]", "worst case")
+        _print_table(rows, heads)
+        print("unclear answers leave the count (censored); worst case: had each been a flip")
 
 
 def _on_progress(bar: tqdm, store: Store, run_id: str, batch: bool) -> Callable[[runner.Progress], None]:

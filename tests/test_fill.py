@@ -275,6 +275,21 @@ def test_a_task_without_a_run_holds_the_fill_off(tmp_path, vendor):
     assert fill_runs(store) == [(5, "cancelled"), (5, "done"), (10, "done")]
 
 
+def test_a_step_whose_process_died_is_said_to_be_interrupted(tmp_path):
+    store = Store(tmp_path / "died.duckdb")
+    insert_run(store, "seed-done", "done", "seed")
+    with store.writing() as con:  # a step of a process that is gone (pid_max is 2**22)
+        plan = json.dumps({"kind": "fill"})
+        con.execute(
+            sql.INSERT_RUN, ["fill-dead", "running", "openai:x", None, "{}", plan, 1, None, 2**22 + 1]
+        )
+    state = fill.status(store, ("the Overview's sets", 40))
+    assert state.state == "interrupted" and store.scalar(sql.RUN_STATUS, ["fill-dead"]) == "interrupted"
+    assert state.text().startswith(
+        "Filling in stopped at 40 of 100 items per framing of the Overview's sets when"
+    )
+
+
 # -- the Overview's fill line -------------------------------------------------------------------
 
 

@@ -252,7 +252,7 @@ def test_run_page_starts_a_background_run_that_outlives_the_script(tmp_path, mon
     assert "bundled:smollm2" in chart
     said = " ".join(str(c.value) for c in at.caption)
     assert "this run's and earlier runs' at any parameters" in said
-    assert "decided answers per framing" in said and "Graded by ` alias@" in said
+    assert "decided answers per set and framing" in said and "Graded by ` alias@" in said
 
 
 def test_data_page_counts_ingests_and_exports(tmp_path, monkeypatch):

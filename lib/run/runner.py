@@ -9,9 +9,8 @@ The next request goes out while a reply is being written, so writing costs a run
 
 Which items: all of each set, or with `limit` N a seeded random sample of N items per set, stratified
 by the item's source dataset (TriviaQA and TruthfulQA in the official answer file, the fact tables of
-builtin/facts-answer): each dataset gives one item when N allows, then its share of the N, each item
-in turn (`allocation_order`), so that a larger N keeps the items of a smaller one (`allocate`); within
-a dataset the items come in the order of md5(item_id | seed).
+builtin/facts-answer): each dataset gives its share of the N by largest remainder, and at least one
+item when N allows (`allocate`); within a dataset the items come in the order of md5(item_id | seed).
 The sample depends on the sets, N and the seed only, never on the model, so models compare on the
 same items; the seed is stored with the run (its RunSpec, in the runs table's plan).
 
@@ -64,16 +63,13 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import asdict, astuple, dataclass, field
-from fractions import Fraction
-from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import pandas as pd
 
 from lib.probes import framings, replies
@@ -223,66 +219,24 @@ def _chosen_framings(task_framings: tuple[str, ...] | None, tasks: set[str]) -> 
 
 def allocate(limit: int | None, sizes: dict[str, int]) -> dict[str, int]:
     """How many items each stratum (source dataset: its size) gives to a sample of `limit` items of a
-    set: all of them without a limit or when the limit covers the set; else the first `limit` strata
-    of `allocation_order`, so that a larger limit keeps every item of a smaller one."""
+    set: all of them without a limit or when the limit covers the set; else in proportion to its size,
+    by largest remainder (ties: the larger stratum, then the name), and at least one each when the
+    limit allows: a stratum left empty takes one from the stratum most above its exact share."""
     total = sum(sizes.values())
     if limit is None or limit >= total:
         return dict(sizes)
-    given = dict.fromkeys(sizes, 0)
-    for stratum in islice(allocation_order(sizes), max(limit, 0)):
-        given[stratum] += 1
+    limit = max(limit, 0)
+    share = {s: limit * n / total for s, n in sizes.items()}
+    given = {s: int(q) for s, q in share.items()}
+    by_remainder = sorted(sizes, key=lambda s: (given[s] - share[s], -sizes[s], s))
+    for s in by_remainder[: limit - sum(given.values())]:
+        given[s] += 1
+    if limit >= len(sizes):
+        for empty in sorted(s for s in sizes if given[s] == 0):
+            donor = min((s for s in sizes if given[s] > 1), key=lambda s: (share[s] - given[s], s))
+            given[donor] -= 1
+            given[empty] = 1
     return given
-
-
-def allocation_order(sizes: dict[str, int]) -> Iterator[str]:
-    """The strata in the order they receive items, one per item, until every item is given: the sample
-    of N items takes the first N (`allocate`), so it grows one item at a time as N does (house
-    monotone: no Alabama paradox, which largest remainder has, so the fill's steps hold each other).
-
-    First one item of each stratum, the larger first (ties by name): every stratum is represented once
-    N reaches their number. Then each next item goes, among the strata that stay within 1 of their
-    exact share (N x size / total) at this N and can still be kept within 1 at every larger N, to the
-    one of highest Sainte-Lague priority size / (2 x given + 1), ties by the larger stratum, then the
-    name. The look ahead (as in the quota methods of Balinski and Young, 1975, and Still, 1979) is what
-    keeps the shares: by priority alone a large stratum can fall more than an item short of its share.
-    Where no stratum passes it (one each can leave no allocation within 1 of every share: many small
-    strata, a small N), the next item goes by the upper quota and the priority alone. That the shares
-    are kept wherever they can be is checked on random tables (tests/test_runner.py), not proven."""
-    names = sorted((s for s in sizes if sizes[s] > 0), key=lambda s: (-sizes[s], s))
-    yield from names
-    k, total = len(names), sum(sizes.values())
-    n = np.array([sizes[s] for s in names], dtype=np.int64)
-    limits = np.arange(total + 1)
-    # lowest[m, j]: the fewest items stratum j may hold in a sample of m within 1 of its share
-    lowest = limits[:, None] * n // total
-    lowest[k:] = np.maximum(lowest[k:], 1)
-    # limits where some allocation keeps every stratum within 1 of its share (with one each)
-    possible = lowest.sum(axis=1) <= limits
-    given = np.ones(k, dtype=np.int64)
-    # short[m]: the items the strata lack of their lowest at limit m, counting what they hold now
-    short = np.maximum(lowest - given, 0).sum(axis=1)
-    for m in range(k, total):
-        # spare[i]: the items left over at limit m + 1 + i once this one is given to a stratum whose
-        # lowest is met there; below 0 where an allocation within 1 is possible: shares missed there
-        spare = np.where(possible, limits - (m + 1) - short, total)[m + 1 :]
-        head = np.minimum.accumulate(spare)  # head[i]: the least of spare[: i + 1]
-        tail = np.minimum.accumulate(spare[::-1])[::-1]  # tail[i]: the least of spare[i:]
-        ceiling = -(-(m + 1) * n // total)  # the upper quota at m + 1
-        upper = [j for j in range(k) if given[j] < ceiling[j]]  # never empty: they sum to >= m + 1
-        # the first limit at which each one's lowest exceeds what it holds: the item counts from there
-        counts_from = {j: int(np.searchsorted(lowest[:, j], given[j] + 1)) for j in upper}
-        keeps = [j for j in upper if _keeps_shares(head, tail, counts_from[j] - (m + 1))]
-        j = max(keeps or upper, key=lambda j: (Fraction(int(n[j]), int(2 * given[j] + 1)), -j))
-        given[j] += 1
-        short[counts_from[j] :] -= 1
-        yield names[j]
-
-
-def _keeps_shares(head: np.ndarray, tail: np.ndarray, t: int) -> bool:
-    """Whether the next item, given to a stratum it counts for from spare's index `t` on, leaves every
-    later possible limit within reach of every lowest: before `t` nothing may be lacking, from `t` on
-    this item makes up for one."""
-    return (t <= 0 or head[min(t, len(head)) - 1] >= 0) and (t >= len(tail) or tail[max(t, 0)] >= -1)
 
 
 def _quota(store: Store, spec: RunSpec) -> list[dict[str, Any]]:

@@ -73,10 +73,10 @@ def make(
     the_spec = spec(items, seed, base)
     partial = partial_path(out)
     with _claimed(out):
-        if out.exists() or out.is_symlink():
-            raise ValueError(
-                f"--out {out}: there is something there already; the demo writes a new store only"
-            )
+        # a write-ahead log left at FILE.wal would be replayed into the new store when it is opened
+        for there in (out, out.with_name(out.name + ".wal")):
+            if there.exists() or there.is_symlink():
+                raise _taken(out, there)
         if _clear_stale(partial):
             say(
                 f"removed {partial}: the partial store of an earlier demo for {out} that was stopped "
@@ -98,7 +98,7 @@ def make(
                     "fix the cause and run the demo again"
                 )
             _close(store)
-            os.replace(partial, out)
+            _publish(partial, out)
         except BaseException as e:
             with suppress(StoreError, duckdb.Error):  # a store the disk broke: removed all the same
                 _close(store)
@@ -109,6 +109,26 @@ def make(
             for path in _files_of(partial):
                 path.unlink(missing_ok=True)
     return Store(out, read_only=False), run_id
+
+
+def _taken(out: Path, there: Path) -> ValueError:
+    return ValueError(f"--out {out}: {there} is there already; the demo writes a new store only")
+
+
+def _publish(partial: Path, out: Path) -> None:
+    """Name the made store `out`, never over a file made there meanwhile (a dashboard or a run opened
+    `out` while the demo ran): a hard link fails if `out` exists. A file system without hard links
+    (FAT, on many sticks) gets the check and a rename."""
+    try:
+        os.link(partial, out)
+    except FileExistsError:
+        raise _taken(out, out) from None
+    except OSError:
+        if out.exists() or out.is_symlink():
+            raise _taken(out, out) from None
+        os.rename(partial, out)
+    else:
+        partial.unlink()
 
 
 def _close(store: Store) -> None:

@@ -40,8 +40,8 @@ from lib.view import firstrun
 
 TARGET = 100  # items per framing of each set
 STEPS = (25, 50, 100)  # items per set of each step after the seed's
-# Filled after the others: the Overview's cards do not read it, and it is 700 of the 1,650 probes; so
-# the cards' intervals narrow first, in about 12 minutes on two idle cores (bench/bench_fill.py).
+# Filled after the others: the Overview's cards do not read it, and it is 658 of the fill's 1,536 probes;
+# so the cards' intervals narrow first, in about a quarter of an hour on two cores (README, bench_fill).
 LATER = ("builtin/pressure-ladder",)
 PAUSED = "fill_paused"  # the setting (meta table) that holds the pause
 SEED_POLL = 1.0  # seconds between looks at the seed the fill waits for
@@ -138,19 +138,22 @@ def resume(store: Store) -> None:
         con.execute(sql.DELETE_SETTING, [PAUSED])
 
 
+def _last_step(store: Store) -> tuple[str | None, int, str | None]:
+    """The fill's last step: its status, its probes failed and its message (None, 0, None: none)."""
+    rows = store.query(sql.LAST_RUN_OF_KIND, [runner.GIVES_WAY])
+    return rows[0] if rows else (None, 0, None)
+
+
 def stopped(store: Store) -> str | None:
     """Why the fill's last step ended it, when it failed or left probes failed after their retries
     (the run's message); None otherwise."""
-    rows = store.query(sql.LAST_RUN_OF_KIND, [runner.GIVES_WAY])
-    if not rows:
-        return None
-    status, failed, message = rows[0]
+    status, failed, message = _last_step(store)
     if status == "failed" or (status == "done" and failed):
         return message or status
     return None
 
 
-State = Literal["going", "waiting", "paused", "stopped", "gave way"]
+State = Literal["going", "waiting", "paused", "stopped", "gave way", "interrupted"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,10 @@ class Status:
                 f"Filling in stopped at {where}: it gave way to another run, and goes on when the "
                 "dashboard is next opened with no run going, or on Resume."
             ),
+            "interrupted": (
+                f"Filling in stopped at {where} when the dashboard filling it stopped; it goes on when "
+                "the dashboard is next opened with no run going, or on Resume."
+            ),
         }[self.state]
 
 
@@ -185,7 +192,7 @@ def status(store: Store, at: tuple[str, int] | None, target: int = TARGET) -> St
     None on a store without the seed, filled, or open read-only (nothing fills it)."""
     if at is None or store.read_only or not seeded(store):
         return None
-    kinds = set(dict(store.query(sql.OPEN_RUN_KINDS)).values())
+    kinds = set(open_runs(store).values())  # a step whose process died: interrupted, not going
     why = stopped(store)
     state: State = (
         "going"
@@ -196,6 +203,8 @@ def status(store: Store, at: tuple[str, int] | None, target: int = TARGET) -> St
         if firstrun.SEED.kind in kinds
         else "stopped"
         if why
+        else "interrupted"
+        if _last_step(store)[0] == "interrupted"
         else "gave way"
     )
     return Status(*at, target, state, why or "")
@@ -210,12 +219,13 @@ _threads_guard = threading.Lock()
 @contextmanager
 def gives_way(store: Store) -> Iterator[None]:
     """Hold the fill off while a task that sends to the model without recording a run goes on (the
-    Why page's tests): its step going on is cancelled, and no step starts in this process meanwhile."""
+    Why page's tests): its step going on is cancelled, and no step starts in this process meanwhile
+    (the dashboard's: another process's fill only sees the cancel)."""
     with _threads_guard:
         _held[store.key] += 1
     try:
         if not store.read_only:
-            with store.writing() as con:
+            with suppress(StoreError), store.writing() as con:  # busy: the task goes on beside the step
                 con.execute(sql.CANCEL_KIND, [runner.GIVES_WAY])
         yield
     finally:
