@@ -28,11 +28,12 @@ def value_text(card: browse.Card, value: float | None = None) -> str:
 def card_caption(card: browse.Card) -> str:
     """Which model, the interval, n and the grader behind a card's number (names as text: they come
     from the store, never rendered as markup)."""
-    interval = f"95% interval {value_text(card, card.low)} to {value_text(card, card.high)}"
+    method = f" ({card.note})" if card.note else ""
+    interval = f"95% interval {value_text(card, card.low)} to {value_text(card, card.high)}{method}"
     grader = f" Graded by {browse.grader_note(card.grader, show.md)}." if card.grader else ""
     return (
         f"Highest of {card.n_models} model(s): {show.md(card.model or '')} on {show.md(card.set_id or '')}; "
-        f"{interval}, n = {card.n}.{grader} {card.note}"
+        f"{interval}, n = {card.n}.{grader}"
     )
 
 
