@@ -78,8 +78,9 @@ with left:
     st.plotly_chart(reads.figure(charts.accuracy_drop, drops, paper.accuracy_drops()), width="stretch")
     st.caption(
         "Bars: drop = accuracy on the neutral question minus accuracy under the framing, on the same "
-        "items (positive: the framing hurts), with 95% intervals (paired bootstrap; over items when a probe "
-        f"was sampled several times). Unclear replies are left out of both. Diamonds: {paper.CAVEAT}."
+        "items (positive: the framing hurts), with 95% intervals (Tango's paired score interval; over "
+        "items when a probe was sampled several times). Unclear replies are left out of both. "
+        f"Diamonds: {paper.CAVEAT}."
     )
     if not drops.empty:
         st.caption(f"Graded by {browse.grader_note(', '.join(sorted(set(drops['grader']))), show.md)}.")

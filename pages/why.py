@@ -299,7 +299,7 @@ def best_of_n_part() -> None:
                 "largest N at least half of the items reach."
             )
     st.caption(
-        "95% intervals: answer, a paired bootstrap over items (the accuracy drop from the neutral question, "
+        "95% intervals: answer, Tango's paired score interval (the accuracy drop from the neutral question, "
         "each side picked by best-of-N on its own); feedback, a bootstrap over items (VADER, a lexicon "
         "proxy); mimicry, Wilson. n, unclear and not graded count items and sum to the items: n, those "
         "counted (for a difference, both picked replies decided); unclear, those with a picked reply the "

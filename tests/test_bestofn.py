@@ -205,14 +205,18 @@ def test_the_answer_metric_per_n_by_hand(made_up):
         r = row(answer, "answer", "suggests_wrong", n)
         assert r.value == pytest.approx(drop)
         assert (r.n_counted, r.n_items, r.n_unclear, r.n_left_out) == (3, 4, 1, 0)
-        assert r.grader == f"alias@{grading.GRADERS['alias']}" and r.interval.startswith("paired bootstrap")
+        assert r.grader == f"alias@{grading.GRADERS['alias']}" and r.interval.startswith("Tango score")
         assert r.policy == POLICY and r.scorer == SCORER and r["mode"] == "reward" and r.version == "my-rm"
-    # the interval a second way: the exact bootstrap distribution of the mean of three pair
-    # differences drawn with replacement from (+1, 0, +1) at N=4: 0 with probability 1/27 > 2.5%,
-    # 1 with 8/27 > 2.5%, so the 95% interval is [0, 1]
+    # the interval by hand at N=4: 2 of 3 pairs right then wrong, none back. Tango's statistic
+    # (2 - 3d) / sqrt(3 (2q + d (1 - d))) = ±z, q the likeliest wrong-then-right share given d: below
+    # d = 1/2, q = (2 - 4d) / 6, squared (9 + 3z^2) d^2 + (z^2 - 12) d + 4 - 2z^2 = 0; above it q = 0,
+    # (9 + 3z^2) d^2 - (12 + 3z^2) d + 4 = 0
     r4 = row(answer, "answer", "suggests_wrong", 4)
-    low, high = exact_bootstrap([1.0, 0.0, 1.0])
-    assert (r4.low, r4.high) == (low, high) == (0.0, 1.0)
+    z2 = 1.96**2
+    low = min(np.roots([9 + 3 * z2, z2 - 12, 4 - 2 * z2]))
+    high = max(np.roots([9 + 3 * z2, -(12 + 3 * z2), 4]))
+    assert (r4.low, r4.high) == (pytest.approx(low), pytest.approx(high))
+    assert round(low, 3) == -0.269 and round(high, 3) == 0.939
     # the preference model's pressure: the picked replies' mean score never falls as N grows
     means = [row(answer, "answer", "suggests_wrong", n).mean_score for n in (1, 2, 4)]
     assert means == sorted(means)
@@ -420,18 +424,6 @@ def test_the_feedback_vader_difference_per_n_by_hand_and_the_ungraded_counted_ap
     assert (m1.value, m1.n_counted, m1.n_unclear, m1.n_not_graded) == (0.0, 1, 0, 1)
     assert (m2.value, m2.n_counted, m2.n_unclear, m2.n_not_graded) == (1.0, 1, 0, 1)
     assert m1.grader == m2.grader == f"mimicry@{grading.GRADERS['mimicry']}"
-
-
-def exact_bootstrap(values: list[float], level: float = 0.95) -> tuple[float, float]:
-    """The percentiles of the exact bootstrap distribution of the mean (every resample of n values
-    with replacement, enumerated), where it is not within a hair of a step."""
-    n = len(values)
-    draws = np.array(np.meshgrid(*[values] * n)).reshape(n, -1).mean(axis=0)
-    means, counts = np.unique(np.round(draws, 12), return_counts=True)
-    cumulative = np.cumsum(counts) / counts.sum()
-    low = means[np.searchsorted(cumulative, (1 - level) / 2)]
-    high = means[np.searchsorted(cumulative, (1 + level) / 2)]
-    return float(low), float(high)
 
 
 def wilson_by_bisection(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

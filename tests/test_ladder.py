@@ -217,8 +217,11 @@ def test_the_dose_response_matches_the_counts_made_by_hand(stored):
         assert (row.right_to_wrong, row.wrong_to_right) == (gave_in, 0)
         assert row.mcnemar_p == pytest.approx(binomtest(gave_in, gave_in, 0.5).pvalue)
         assert row.drop_low <= row["drop"] <= row.drop_high <= 1
-    assert (swayed.loc[6, "drop_low"], swayed.loc[6, "drop_high"]) == (1.0, 1.0)  # every pair flipped
-    assert swayed.loc[1, "drop_low"] == 0.0 < swayed.loc[1, "drop_high"]  # one flip in six: maybe none
+    # every pair of six flipped: Tango's lower bound solves 6 (1 - d) = z^2 (1 + d) (metrics.paired_interval)
+    z2 = 1.96**2
+    assert swayed.loc[6, "drop_low"] == pytest.approx((6 - z2) / (6 + z2))
+    assert swayed.loc[6, "drop_high"] == 1.0
+    assert swayed.loc[1, "drop_low"] < 0.0 < swayed.loc[1, "drop_high"]  # one flip in six: maybe none
     firm = table[table["model"] == FIRM].set_index("rung")
     assert list(firm["accuracy"]) == [1.0] * 6 + [pytest.approx(4 / 6)]
     assert list(firm["agree_rate"]) == [0.0] * 6 + [pytest.approx(2 / 6)]
@@ -310,7 +313,7 @@ def test_the_pressure_page_charts_the_chosen_models_ladder(stored, monkeypatch):
     shown = markup(at)
     assert f"alias@{grading.GRADERS['alias']}" in shown
     assert f"agrees_wrong@{grading.GRADERS['agrees_wrong']}" in shown
-    assert "95% intervals: rates Wilson, drops and rises paired bootstrap" in shown
+    assert "95% intervals: rates Wilson, drops and rises Tango score" in shown
     table = at.dataframe[0].value.set_index("label")
     assert list(table.index) == [framings.get(r).label for r in framings.LADDER_RUNGS]
     assert table.loc["Personal stake", "accuracy"] == 0.0 and table.loc["Personal stake", "agree_rate"] == 1.0

@@ -44,6 +44,31 @@ def test_mcnemar_by_hand():
     assert 0 < mcnemar_p(1100, 900) < 1e-5  # large counts do not overflow
 
 
+def test_paired_interval_is_tangos_score_interval():
+    # Fagerland, Lydersen and Laake (2014), their example of Bentur et al.'s airway data: 1 pair
+    # yes-no, 7 no-yes of 21; Tango's asymptotic score interval -0.517 to -0.026
+    low, high = metrics.paired_interval(1, 7, 21)
+    assert (round(low, 3), round(high, 3)) == (-0.517, -0.026)
+    # closed forms with no flip in one direction: none of n flipped, |d| <= z^2 / (n + z^2); all of n,
+    # d >= (n - z^2) / (n + z^2)
+    z2 = 1.96**2
+    assert metrics.paired_interval(0, 0, 6) == (pytest.approx(-z2 / (6 + z2)), pytest.approx(z2 / (6 + z2)))
+    assert metrics.paired_interval(6, 0, 6) == (pytest.approx((6 - z2) / (6 + z2)), 1.0)
+    assert metrics.paired_interval(0, 6, 6) == (-1.0, pytest.approx(-(6 - z2) / (6 + z2)))
+    assert all(math.isnan(x) for x in metrics.paired_interval(0, 0, 0))
+    # at d = 0 its statistic is McNemar's (b - c) / sqrt(b + c): 0 is outside exactly when that rejects
+    for b in range(15):
+        for c in range(15):
+            for same in (0, 3, 40):
+                n = b + c + same
+                if not n:
+                    continue
+                low, high = metrics.paired_interval(b, c, n)
+                assert -1 <= low <= (b - c) / n <= high <= 1
+                mcnemar = abs(b - c) / math.sqrt(b + c) if b + c else 0.0
+                assert (low > 0 or high < 0) == (mcnemar > 1.96), (b, c, n)
+
+
 def test_bootstrap_interval():
     assert bootstrap_interval([1.0] * 20) == (1.0, 1.0)
     drops = [1.0] * 5 + [-1.0] + [0.0] * 4  # mean 0.4
@@ -169,8 +194,8 @@ def test_accuracy_leaves_unclear_answers_out_and_pairs_only_decided_answers(made
     assert (framed["n_paired"], framed["right_to_wrong"], framed["wrong_to_right"]) == (4, 2, 1)
     assert framed["baseline_accuracy"] == 0.75 and framed["framed_accuracy"] == 0.5
     assert framed["drop"] == pytest.approx(0.25)
-    assert (framed["drop_low"], framed["drop_high"]) == metrics.flips_interval(2, 1, 4)
-    assert framed["mcnemar_p"] == 1.0 and framed["interval"] == metrics.PAIRED  # the drop: paired bootstrap
+    assert (framed["drop_low"], framed["drop_high"]) == metrics.paired_interval(2, 1, 4)
+    assert framed["mcnemar_p"] == 1.0 and framed["interval"] == metrics.PAIRED  # Tango's score interval
     assert framed["grader"] == "alias@" + metrics.GRADERS["alias"]
 
 
@@ -285,7 +310,7 @@ def test_the_false_arithmetic_number_is_agreement_with_the_opinion_minus_without
     assert (row["agree_rate"], row["n_paired"]) == (0.6, 5)
     assert (row["agree_with"], row["agree_without"], row["difference"]) == (0.6, 0.4, pytest.approx(0.2))
     assert (row["only_with"], row["only_without"], row["mcnemar_p"]) == (2, 1, 1.0)
-    assert (row["difference_low"], row["difference_high"]) == metrics.flips_interval(2, 1, 5)
+    assert (row["difference_low"], row["difference_high"]) == metrics.paired_interval(2, 1, 5)
     card = next(c for c in browse.task_cards(metrics.tables(made.store)) if c.key == "false_arithmetic")
     assert (card.value, card.n, card.signed) == (pytest.approx(0.2), 5, True)
 

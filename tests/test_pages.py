@@ -102,7 +102,7 @@ def test_overview_cards_chart_and_the_papers_numbers(filled, monkeypatch):
     assert metrics["Answer"] == "+50%" and metrics["Are you sure?"] == "100%"
     assert metrics["Feedback (judge preference)"] == metrics["Mimicry"] == metrics["Opinion"] == "—"
     assert "Graded by ` alias@" in markup(at) and "agreement" in markup(at) and "95% interval" in markup(at)
-    assert "(paired bootstrap; McNemar exact), n = " in markup(at)  # each interval names its method
+    assert "(Tango score; McNemar exact), n = " in markup(at)  # each interval names its method
     assert metrics["As reported in the paper: ` llama-2-70b-chat `"] == "up to 27%"
     assert "as reported in the paper" in markup(at).lower()
     chart = at.get("plotly_chart")[0].proto.spec

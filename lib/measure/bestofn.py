@@ -23,7 +23,7 @@ lib.run.scorers: the bundled model's log-probability, or a reward model) and som
 - Metrics per N, counted as the project counts them (lib.measure.metrics, from lib/store/sql.py's
   counting), with the item as the unit, each side of a pair picked by best-of-N on its own:
   answer sycophancy: the accuracy drop from the neutral question to each framing (for the paper's
-  answer sycophancy, the user suggesting a wrong answer), with a paired-bootstrap interval;
+  answer sycophancy, the user suggesting a wrong answer), with Tango's paired interval;
   feedback sycophancy: the VADER positivity of the picked framed comment minus the picked neutral
   one (a lexicon proxy in [-2, 2]), bootstrap over items; mimicry: the share of picked replies that
   repeat the user's wrong attribution, Wilson interval. Every count is of items: each item of a

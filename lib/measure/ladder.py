@@ -13,7 +13,7 @@ metrics' own statistics (lib.measure.metrics), the item as the unit:
   share that names the item's wrong answer unprompted, the floor the other rungs rise from.
 - drop: neutral accuracy minus the rung's over the pairs (the rung's answer and the neutral answer of
   the same ladder, both decided); agree_rise: the rung's agree_rate minus the neutral one over the
-  pairs. Both with a paired bootstrap interval of the flips (one sample per item) or a cluster
+  pairs. Both with Tango's score interval of the flips (one sample per item) or a cluster
   bootstrap over items (several), and an exact McNemar p for the drop.
 - Rates carry a Wilson interval (one sample per item) or a cluster bootstrap over items (several).
 """

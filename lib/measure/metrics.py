@@ -8,7 +8,7 @@ answer pairs with the baseline answer of the same `pair_key` (same item, model, 
 sample); both must be decided.
 
 The unit is the item. With one sample per probe, rates carry a 95% Wilson interval and paired
-differences a paired-bootstrap interval and an exact McNemar test, as usual. With several samples, the
+differences Tango's score interval and an exact McNemar test (`paired_interval`). With several samples, the
 samples of one item are not independent: intervals come from a cluster bootstrap over items, and
 McNemar counts each item's majority (more than half of its samples right; an item tied on
 either side is no flip).
@@ -62,6 +62,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
 
 from lib.measure.grading import GRADERS, JUDGE_GRADERS, current_graders
 from lib.probes import framings
@@ -72,7 +73,7 @@ PROXY_MIMICRY = "proxy: repeats the wrong poet without naming the true one"
 RATE_WILSON = "Wilson"
 RATE_CLUSTER = "cluster bootstrap over items"
 WILSON = f"{RATE_WILSON}; McNemar exact"
-PAIRED = "paired bootstrap; McNemar exact"  # a difference over pairs, one sample each
+PAIRED = "Tango score; McNemar exact"  # a difference over pairs, one sample each
 CLUSTER = f"{RATE_CLUSTER}; McNemar on each item's majority"
 RESAMPLES = 2000
 SEED = 0
@@ -154,11 +155,36 @@ def cluster_interval(
     return float(low), float(high)
 
 
-def flips_interval(right_to_wrong: int, wrong_to_right: int, n_paired: int) -> tuple[float, float]:
-    """bootstrap_interval of paired accuracy drops from their counts: +1 for a pair right then wrong,
-    -1 for wrong then right, 0 for the others."""
-    same = n_paired - right_to_wrong - wrong_to_right
-    return bootstrap_interval(np.repeat([1.0, -1.0, 0.0], [right_to_wrong, wrong_to_right, same]))
+def paired_interval(first_only: int, second_only: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Tango's (1998) asymptotic score interval for the difference of two paired proportions, from
+    its n pairs of which `first_only` hold only on the first side (right then wrong) and
+    `second_only` only on the second: every difference d whose score statistic
+    (first_only - second_only - n d) / sqrt(n (2 q + d (1 - d))), q the most likely share of
+    second-only pairs given d, lies within ±z. Recommended for paired proportions by Fagerland,
+    Lydersen and Laake (2014). Unlike a bootstrap of the flips it has width when no pair or every
+    pair flipped (6 pairs, none flipped: ±0.39), and at d = 0 its statistic is McNemar's
+    (b - c) / sqrt(b + c), so it excludes 0 exactly when that test's asymptotic form rejects."""
+    if n == 0:
+        return math.nan, math.nan
+    b, c = first_only, second_only
+    diff = (b - c) / n
+
+    def score(d: float) -> float:
+        w = -b - c + (2 * n - b + c) * d
+        q = (math.sqrt(max(w * w + 8 * n * c * d * (1 - d), 0.0)) - w) / (4 * n)
+        variance, numerator = n * (2 * q + d * (1 - d)), b - c - n * d
+        if numerator == 0:
+            return 0.0  # at the estimate, where the variance may be 0 too
+        return numerator / math.sqrt(variance) if variance > 0 else math.copysign(math.inf, numerator)
+
+    def bound(end: float, target: float) -> float:
+        # the score falls from +inf to -inf as d goes from -1 to 1: the root lies between diff and end
+        inner = end + (diff - end) * 1e-12
+        if (score(inner) - target) * (0.0 - target) > 0:  # score(diff) is 0
+            return end
+        return float(brentq(lambda d: score(d) - target, *sorted((diff, inner)), xtol=1e-12))
+
+    return bound(-1.0, z), bound(1.0, -z)
 
 
 def item_rate(k: Sequence[int], n: Sequence[int]) -> tuple[float, float, float]:
@@ -175,7 +201,7 @@ def paired_difference(
     first: Sequence[int], second: Sequence[int], n: Sequence[int], first_only: int, second_only: int
 ) -> dict[str, float]:
     """The first rate minus the second over pairs counted per item (first[i] and second[i] of n[i]
-    pairs), with its interval: a paired bootstrap of the flips (`first_only`: pairs, or item majorities
+    pairs), with its interval: Tango's score interval of the flips (`first_only`: pairs, or item majorities
     with several samples, where only the first holds; `second_only` the other way; the caller counts
     them), or a cluster bootstrap over items with several samples."""
     n_all = int(np.sum(n))
@@ -183,7 +209,7 @@ def paired_difference(
         return {"first": math.nan, "second": math.nan, "diff": math.nan, "low": math.nan, "high": math.nan}
     a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
     if np.all(np.asarray(n) <= 1):
-        low, high = flips_interval(first_only, second_only, n_all)
+        low, high = paired_interval(first_only, second_only, n_all)
     else:
         low, high = cluster_interval(a - b, n)
     return {"first": a.sum() / n_all, "second": b.sum() / n_all, "diff": (a.sum() - b.sum()) / n_all,
