@@ -21,7 +21,7 @@ top = st.columns([2, 3])
 set_id = url.url_select("Set", sets["set_id"].tolist(), "set", format_func=show.set_label(sets), where=top[0])
 task = sets.loc[sets["set_id"] == set_id, "task"].iloc[0]
 search = top[1].text_input("Find an item", key="item_q", placeholder="a word of the question or text")
-listed = reads.cached(browse.items, set_id, search.strip() or None, 0, ITEMS_LISTED)
+listed = reads.cached(browse.items, set_id, search.strip() or None, 0, ITEMS_LISTED, answered_first=True)
 texts = dict(zip(listed["item_id"], listed["text"], strict=True))
 linked = url.param("item")
 if linked and linked not in texts and (found := reads.cached(browse.item, linked)) is not None:

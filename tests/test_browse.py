@@ -101,6 +101,25 @@ def test_item_and_its_answers(store):
     assert set(grades["grader"]) == {"alias"} and len(grades) == 12
 
 
+def test_items_answered_first_when_asked(tmp_path):
+    store = fixtures.build(tmp_path / "items.duckdb")
+    in_order = browse.items(store, "trivia-mini")["item_id"].tolist()
+    assert len(in_order) == 4
+    with store.writing() as con:  # the first item by position loses its answers
+        con.execute(
+            "DELETE FROM grades WHERE transcript_id IN (SELECT t.transcript_id FROM transcripts t "
+            "JOIN probes p USING (probe_id) WHERE p.item_id = ?)",
+            [in_order[0]],
+        )
+        con.execute(
+            "DELETE FROM transcripts WHERE probe_id IN (SELECT probe_id FROM probes WHERE item_id = ?)",
+            [in_order[0]],
+        )
+    assert browse.items(store, "trivia-mini")["item_id"].tolist() == in_order  # set order by default
+    answered = browse.items(store, "trivia-mini", answered_first=True)["item_id"].tolist()
+    assert answered == [*in_order[1:], in_order[0]]
+
+
 def test_answer_key_and_baselines(store):
     tid = browse.transcripts(store, browse.Filters(search="SCRIPT"), GRADERS).iloc[0]["transcript_id"]
     view = browse.side_by_side(store, tid, GRADERS)

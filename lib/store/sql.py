@@ -564,9 +564,12 @@ BROWSE_PAGE_UNGRADED = f"""WITH page AS (
     ORDER BY p.set_id, p.position, p.item_id, p.model, p.framing_id, p.sample, p.turn"""
 ITEM = "SELECT item_id, set_id, task, position, text, truth, source FROM items WHERE item_id = $item_id"
 ITEM_PROBES = "SELECT framing_id, messages FROM probes WHERE item_id = $item_id ORDER BY framing_id"
-ITEMS_PAGE = """SELECT item_id, position, left(text, 200) AS text FROM items
+# $answered_first: the items some model answered first (Compare opens on one it can show)
+ITEMS_PAGE = """SELECT item_id, position, left(text, 200) AS text FROM items i
     WHERE set_id = $set_id AND ($search IS NULL OR contains(lower(text), lower($search)))
-    ORDER BY position LIMIT $limit OFFSET $offset"""
+    ORDER BY $answered_first AND NOT EXISTS (SELECT 1 FROM probes p JOIN transcripts t USING (probe_id)
+        WHERE p.item_id = i.item_id), position
+    LIMIT $limit OFFSET $offset"""
 # Every answer to one item (a few models x framings x samples); lib.view.browse adds their grades (with
 # current_grade_of and grades_of, which find them in the grades_transcript index).
 ITEM_ANSWERS = """SELECT a.transcript_id, a.pair_key, a.model, a.base_url, a.params::VARCHAR AS params,

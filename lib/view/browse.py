@@ -165,11 +165,17 @@ _MATCHING = ("model", "set_id", "framing_id", "search")  # the parameters of sql
 
 
 def items(
-    store: Store, set_id: str, search: str | None = None, page: int = 0, page_size: int = PAGE_SIZE
+    store: Store,
+    set_id: str,
+    search: str | None = None,
+    page: int = 0,
+    page_size: int = PAGE_SIZE,
+    answered_first: bool = False,
 ) -> pd.DataFrame:
-    """One page of a set's items, in set order, optionally those whose text contains `search`."""
+    """One page of a set's items, in set order (those some model answered first, if asked), optionally
+    those whose text contains `search`."""
     params = {"set_id": set_id, "search": search or None, "limit": page_size, "offset": page * page_size}
-    return store.frame(sql.ITEMS_PAGE, params)
+    return store.frame(sql.ITEMS_PAGE, params | {"answered_first": answered_first})
 
 
 def item(store: Store, item_id: str) -> dict[str, Any] | None:
