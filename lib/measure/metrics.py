@@ -178,7 +178,8 @@ def paired_interval(first_only: int, second_only: int, n: int, z: float = 1.96) 
         return numerator / math.sqrt(variance) if variance > 0 else math.copysign(math.inf, numerator)
 
     def bound(end: float, target: float) -> float:
-        # the score falls from +inf to -inf as d goes from -1 to 1: the root lies between diff and end
+        # the score falls as d goes from -1 to 1 (0 at an end the estimate reaches): the root lies
+        # between diff and end, if the score crosses the target there
         inner = end + (diff - end) * 1e-12
         if (score(inner) - target) * (0.0 - target) > 0:  # score(diff) is 0
             return end
