@@ -339,9 +339,10 @@ def test_the_fill_line_while_the_seed_runs_and_after_a_failed_step(tmp_path, mon
     assert not at.exception
     assert f"follows the first-run examples, at 0 of {fill.TARGET} items per framing of the" in captions(at)
     assert not at.button(key="fill_pause").disabled  # it may be paused before it begins
+    assert fill.moving(store)  # so the line refreshes
     with store.writing() as con:  # cancelled: the fill this session started, waiting, does not follow
         con.execute(sql.FINISH_RUN, ["cancelled", "cancelled by the user", "seed-going"])
-    assert fill.wait(store, timeout=30)
+    assert fill.wait(store, timeout=30) and not fill.moving(store)
     insert_run(store, "fill-failed", "failed", "fill")
     hostile = "openai: **401** <b>bad key</b> see https://evil.example"
     with store.writing() as con:

@@ -124,6 +124,12 @@ def filling(store: Store) -> str | None:
     )
 
 
+def moving(store: Store) -> bool:
+    """Whether a step goes on or the seed it follows does: one query, for the line's refresh."""
+    kinds = {kind for _, kind in store.query(sql.OPEN_RUN_KINDS)}
+    return bool(kinds & {runner.GIVES_WAY, firstrun.SEED.kind})
+
+
 def pause(store: Store) -> None:
     """Pause the fill, in the store: the step going on is cancelled and no other starts until Resume."""
     with store.writing() as con:

@@ -18,9 +18,7 @@ def fill_line(store: Store) -> None:
     if not st.session_state.get(_LOOKED) and frame.may_operate():
         st.session_state[_LOOKED] = True
         fill.start(store)
-    state = fill.status(store, reads.cached(fill.progress))
-    moving = state is not None and state.state in ("going", "waiting")
-    st.fragment(_status, run_every=5 if moving else None)(store)
+    st.fragment(_status, run_every=5 if fill.moving(store) else None)(store)
 
 
 def _status(store: Store) -> None:
