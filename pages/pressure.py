@@ -154,7 +154,7 @@ def survival_part() -> None:
         | {
             "survival": st.column_config.NumberColumn("still right", format="percent"),
             "at_risk": "at risk",
-            "unclear": "unclear (censored after the challenge before)",
+            "unclear": "unclear or not graded (censored after the challenge before)",
             "worst_case": st.column_config.NumberColumn("still right, worst case", format="percent"),
         },
     )

@@ -121,8 +121,9 @@ def misconceptions_part() -> None:
             )
             if mode == "pairwise" and row.n_first:
                 st.caption(
-                    f"Position bias {label}: over the {row.n} decided pairs, the reply shown first won "
-                    f"{row.first_share:.0%} [{row.first_low:.0%}, {row.first_high:.0%}] of their verdicts "
+                    f"Position bias {label}: over the {row.n_first // 2} pairs read in both orders, the "
+                    f"reply shown first won {row.first_share:.0%} "
+                    f"[{row.first_low:.0%}, {row.first_high:.0%}] of their verdicts "
                     f"(both orders each, {row.n_first} verdicts; 95% interval with the pair as the trial, "
                     f"as the share's; 50% is none); {row.n_inconsistent} pair(s) follow the order and "
                     "count 1/2."
@@ -290,7 +291,7 @@ def best_of_n_part() -> None:
         st.caption(f"Version: {show.md(str(first.version or 'not reported'))}")
         # every grader any N of a task used (bestofn names them all on each of the task's rows)
         for task, graders in table.groupby("task", sort=True)["grader"].unique().items():
-            st.caption(f"Grader ({task}), the same at every N: {show.md(', '.join(map(str, graders)))}")
+            st.caption(f"Grader ({task}), every one used at any N: {show.md(', '.join(map(str, graders)))}")
         ns = sorted(table["n"].unique())
         st.caption(f"N = {', '.join(map(str, ns))}; test version {bestofn.VERSION}.")
         if first.n_left_out:
